@@ -1,0 +1,48 @@
+# quantserve: the README's commands. `make help` lists them.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+JAVA_HINT := Spark needs Java 17: apt-get install -y openjdk-17-jre-headless
+
+.DEFAULT_GOAL := help
+.PHONY: help install java serve pipeline test lint format bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+install: $(STAMP) ## Create .venv and install the pinned dependencies
+
+java:
+	@command -v java >/dev/null 2>&1 || { echo "java not found. $(JAVA_HINT)"; exit 1; }
+
+serve: install java ## Build a model from the embedded data if none exists, then serve on :8000
+	$(BIN)/quantserve pipeline --if-missing
+	$(BIN)/quantserve serve
+
+pipeline: install java ## Re-run ingest, features and training (a new model version)
+	$(BIN)/quantserve pipeline
+
+test: install java ## Run the whole test suite
+	$(BIN)/pytest
+
+lint: install ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install java ## Benchmarks (figures go to docs/benchmarks.md)
+	$(BIN)/python bench/serving.py
+
+clean: ## Remove the venv, data outputs and trained models
+	rm -rf $(VENV) data models/*/ .pytest_cache .mypy_cache .ruff_cache

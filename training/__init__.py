@@ -1,0 +1,1 @@
+"""Offline pipeline: ingest prices, compute features in Spark, train and export models."""

@@ -1,0 +1,61 @@
+"""Parameters of the offline pipeline, as plain pydantic models.
+
+``app.core.config.Settings`` composes them, so the YAML defaults in ``config/`` and
+``QUANTSERVE_*`` environment variables reach every stage; the library itself reads
+neither.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class IngestConfig(BaseModel):
+    """Validation thresholds of ``quantserve ingest``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_history_days: int = Field(
+        300, ge=2, description="A ticker with fewer valid rows is quarantined whole."
+    )
+    stale_min_days: int = Field(
+        5, ge=2, description="Report runs of at least this many identical closes."
+    )
+    jump_min_abs_log_return: float = Field(
+        0.25, gt=0, description="Report one-day moves at least this large (log return)..."
+    )
+    jump_min_sigma: float = Field(
+        8.0, gt=0, description="...and at least this many trailing 63-day daily sigmas."
+    )
+
+
+class SparkConfig(BaseModel):
+    """Where and how the Spark feature job runs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    master: str = Field("local[*]", description="local[*], spark://host:7077, k8s://https://…")
+    app_name: str = "quantserve-features"
+    driver_memory: str = "2g"
+    shuffle_partitions: int = Field(8, ge=1)
+
+
+class TrainingConfig(BaseModel):
+    """Model shape and training schedule of ``quantserve train``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lookback_days: int = Field(20, ge=1, description="Rows of features the model sees.")
+    hidden_units: int = Field(32, ge=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    epochs: int = Field(12, ge=1)
+    patience: int = Field(3, ge=1, description="Early stopping on validation loss.")
+    batch_size: int = Field(512, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    validation_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share of the dated sample kept for validation (the end)."
+    )
+    window_stride: int = Field(
+        1, ge=1, description="Keep every n-th training window (overlapping targets repeat)."
+    )
+    seed: int = 7
