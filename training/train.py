@@ -1,0 +1,295 @@
+"""``quantserve train``: fit the pooled forecaster, validate it honestly, export a version.
+
+The split is by time. The last ``validation_fraction`` of forecast dates validate; the
+training dates end ``VOLATILITY_HORIZON_DAYS`` trading days before the first validation
+date, so no training target (which looks up to 21 days ahead) overlaps a validation
+date. Samples inside stale-price stretches flagged by ingest are left out of both.
+Normalisation statistics and target scales come from the training split only.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from training import schema
+from training.config import TrainingConfig
+from training.dataset import WindowedSamples, build_windows
+from training.errors import ArtifactNotFound, TrainingError
+from training.metrics import VARIANCE_FLOOR, return_metrics, volatility_metrics
+from training.model_store import METADATA_FILE, new_version
+
+# Calendar days before a stale stretch whose forward 21-day targets it contaminates.
+_STALE_PADDING = pd.Timedelta(days=31)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The exported version and its metadata."""
+
+    version: int
+    path: Path
+    metadata: dict[str, Any]
+
+
+def train_and_export(
+    features: pd.DataFrame,
+    models_dir: Path,
+    model_name: str,
+    config: TrainingConfig,
+    *,
+    data_manifest: dict[str, Any] | None = None,
+    features_manifest: dict[str, Any] | None = None,
+    quality_report: dict[str, Any] | None = None,
+    verbose: int = 0,
+) -> TrainResult:
+    """Train on ``features`` and export ``models_dir/model_name/<next version>/``."""
+    import keras
+    import tensorflow as tf
+
+    from training.model import (
+        INPUT_NAME,
+        LOG_VARIANCE_OUTPUT,
+        RETURN_OUTPUT,
+        SERVING_OUTPUTS,
+        VARIANCE_OUTPUT,
+        build_serving_model,
+        build_training_model,
+    )
+
+    started = time.perf_counter()
+    keras.utils.set_random_seed(config.seed)
+    samples = build_windows(features, config.lookback_days)
+    samples = samples.select(samples.has_targets)
+    samples, excluded = _exclude_stale(samples, quality_report)
+    train, validation, split = split_by_time(samples, config.validation_fraction)
+    train = train.select(np.arange(len(train)) % config.window_stride == 0)
+
+    normalizer = keras.layers.Normalization(axis=-1, name="normalize")
+    normalizer.adapt(train.features.reshape(-1, train.features.shape[-1]))
+    log_var_train = np.log(np.maximum(train.target_variance, VARIANCE_FLOOR))
+    return_scale = float(np.std(train.target_log_return))
+    model = build_training_model(
+        config.lookback_days,
+        train.features.shape[-1],
+        normalizer,
+        hidden_units=config.hidden_units,
+        dropout=config.dropout,
+        return_scale=return_scale,
+        log_variance_mean=float(log_var_train.mean()),
+        log_variance_scale=float(log_var_train.std()),
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        # Huber: daily returns have fat tails; the log variance is close to normal.
+        loss={
+            RETURN_OUTPUT: keras.losses.Huber(delta=2.0 * return_scale),
+            LOG_VARIANCE_OUTPUT: keras.losses.MeanSquaredError(),
+        },
+        # Weight each head by its inverse target variance, so both count alike.
+        loss_weights={
+            RETURN_OUTPUT: 1.0 / return_scale**2,
+            LOG_VARIANCE_OUTPUT: 1.0 / float(log_var_train.var()),
+        },
+    )
+
+    def targets(part: WindowedSamples) -> dict[str, np.ndarray]:
+        return {
+            RETURN_OUTPUT: part.target_log_return.astype("float32")[:, None],
+            LOG_VARIANCE_OUTPUT: np.log(
+                np.maximum(part.target_variance, VARIANCE_FLOOR)
+            ).astype("float32")[:, None],
+        }
+
+    history = model.fit(
+        train.features,
+        targets(train),
+        validation_data=(validation.features, targets(validation)),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        shuffle=True,
+        verbose=verbose,
+        callbacks=[
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=config.patience, restore_best_weights=True
+            )
+        ],
+    )
+
+    fitted_log_var = _predict(model, train.features)[LOG_VARIANCE_OUTPUT]
+    residual_variance = float(np.var(targets(train)[LOG_VARIANCE_OUTPUT][:, 0] - fitted_log_var))
+    serving = build_serving_model(model, log_variance_bias=0.5 * residual_variance)
+    predicted = _predict(serving, validation.features)
+    metrics = validation_metrics(validation, predicted[RETURN_OUTPUT], predicted[VARIANCE_OUTPUT])
+
+    with new_version(models_dir / model_name) as (version, export_dir):
+        serving.export(str(export_dir), format="tf_saved_model", verbose=False)
+        _check_export(export_dir, validation.features[:64], predicted, tf)
+        metadata = {
+            "name": model_name,
+            "version": version,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "signature": {
+                "name": "serving_default",
+                "input": {"name": INPUT_NAME, "dtype": "float32",
+                          "shape": [None, config.lookback_days, len(schema.FEATURE_COLUMNS)]},
+                "outputs": list(SERVING_OUTPUTS),
+            },
+            "features": list(schema.FEATURE_COLUMNS),
+            "lookback_days": config.lookback_days,
+            "horizons": {
+                "expected_return_days": schema.RETURN_HORIZON_DAYS,
+                "volatility_days": schema.VOLATILITY_HORIZON_DAYS,
+            },
+            "targets": {
+                RETURN_OUTPUT: "forward 5-day log return: ln(P[t+5] / P[t])",
+                VARIANCE_OUTPUT: "forward 21-day realized variance: sum of the next 21 squared"
+                " daily log returns (not annualised)",
+                "volatility_21d": "square root of variance_21d (not annualised)",
+            },
+            "units": {
+                RETURN_OUTPUT: "log return over 5 trading days",
+                VARIANCE_OUTPUT: "squared daily log returns summed over 21 trading days",
+                "volatility_21d": "standard deviation over 21 trading days",
+            },
+            "split": split,
+            "samples": {
+                "train": len(train),
+                "validation": len(validation),
+                "excluded_stale": excluded,
+                "tickers": sorted(set(samples.tickers.tolist())),
+            },
+            "validation_metrics": metrics,
+            "training": {
+                **config.model_dump(),
+                "epochs_run": len(history.history["loss"]),
+                "loss": [round(float(v), 6) for v in history.history["loss"]],
+                "val_loss": [round(float(v), 6) for v in history.history["val_loss"]],
+                "log_variance_bias": 0.5 * residual_variance,
+                "seconds": round(time.perf_counter() - started, 1),
+                "tensorflow": tf.__version__,
+                "keras": keras.__version__,
+            },
+            "data": {
+                "prices_sha256": (data_manifest or {}).get("prices_sha256"),
+                "data_date_range": (data_manifest or {}).get("date_range"),
+                "benchmark": (features_manifest or {}).get("benchmark"),
+                "feature_code_version": (features_manifest or {}).get("feature_code_version"),
+            },
+        }
+        (export_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str, allow_nan=False))
+    return TrainResult(version=version, path=models_dir / model_name / str(version),
+                       metadata=metadata)
+
+
+def split_by_time(
+    samples: WindowedSamples, validation_fraction: float
+) -> tuple[WindowedSamples, WindowedSamples, dict[str, Any]]:
+    """Split by date with a purge gap of the longest target horizon (in trading days)."""
+    dates = np.unique(samples.dates)
+    gap = schema.VOLATILITY_HORIZON_DAYS
+    n_validation = int(round(len(dates) * validation_fraction))
+    if n_validation < 1 or len(dates) - n_validation - gap < 1:
+        raise TrainingError(
+            f"{len(dates)} dated samples are too few to split with validation_fraction="
+            f"{validation_fraction} and a {gap}-day gap; give more history"
+        )
+    first_validation = dates[len(dates) - n_validation]
+    last_train = dates[len(dates) - n_validation - gap - 1]
+    train = samples.select(samples.dates <= last_train)
+    validation = samples.select(samples.dates >= first_validation)
+    if len(train) == 0 or len(validation) == 0:
+        raise TrainingError("the time split left an empty training or validation set")
+
+    def day(value: np.datetime64) -> str:
+        return str(np.datetime_as_string(value, unit="D"))
+
+    split = {
+        "train": [day(dates[0]), day(last_train)],
+        "validation": [day(first_validation), day(dates[-1])],
+        "gap_trading_days": gap,
+    }
+    return train, validation, split
+
+
+def validation_metrics(
+    validation: WindowedSamples, predicted_return: np.ndarray, predicted_variance: np.ndarray
+) -> dict[str, Any]:
+    """The model beside the naive baselines on the validation split, same samples."""
+    realized_return = validation.target_log_return
+    realized_variance = validation.target_variance
+    dates = validation.dates
+    return {
+        "returns": {
+            "model": return_metrics(dates, realized_return, predicted_return),
+            "zero": return_metrics(dates, realized_return, np.zeros_like(realized_return)),
+        },
+        "volatility": {
+            "model": volatility_metrics(realized_variance, predicted_variance),
+            "trailing_21d": volatility_metrics(realized_variance, validation.trailing_variance),
+        },
+    }
+
+
+def load_training_inputs(data_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The data manifest, features manifest and quality report the pipeline wrote."""
+    paths = {
+        "data manifest": data_dir / "raw" / "manifest.json",
+        "features manifest": data_dir / "features" / "_manifest.json",
+        "quality report": data_dir / "raw" / "quality.json",
+    }
+    loaded = []
+    for label, path in paths.items():
+        if not path.is_file():
+            raise ArtifactNotFound(
+                f"the {label} {path} is missing; run `quantserve ingest` and "
+                "`quantserve features` first (or `quantserve pipeline`)"
+            )
+        loaded.append(json.loads(path.read_text()))
+    return loaded[0], loaded[1], loaded[2]
+
+
+def _exclude_stale(
+    samples: WindowedSamples, quality_report: dict[str, Any] | None
+) -> tuple[WindowedSamples, int]:
+    """Drop samples dated in a flagged stale stretch or within its forward-target reach."""
+    if not quality_report or not quality_report.get("stale_stretches"):
+        return samples, 0
+    dates = pd.DatetimeIndex(samples.dates)
+    flagged = np.zeros(len(samples), dtype=bool)
+    for stretch in quality_report["stale_stretches"]:
+        start = pd.Timestamp(stretch["start"]) - _STALE_PADDING
+        end = pd.Timestamp(stretch["end"])
+        flagged |= (samples.tickers == stretch["ticker"]) & (dates >= start) & (dates <= end)
+    return samples.select(~flagged), int(flagged.sum())
+
+
+def _predict(model: Any, features: np.ndarray, batch_size: int = 4096) -> dict[str, np.ndarray]:
+    """Call the model on batches (never ``model.predict`` in a loop: it is slow)."""
+    outputs: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(features), batch_size):
+        batch = model(features[start : start + batch_size], training=False)
+        for key, value in batch.items():
+            outputs.setdefault(key, []).append(np.asarray(value)[:, 0])
+    return {key: np.concatenate(parts) for key, parts in outputs.items()}
+
+
+def _check_export(
+    export_dir: Path, sample: np.ndarray, expected: dict[str, np.ndarray], tf: Any
+) -> None:
+    """Reload the SavedModel and check its signature reproduces the Keras outputs."""
+    loaded = tf.saved_model.load(str(export_dir))
+    signature = loaded.signatures["serving_default"]
+    result = signature(features=tf.constant(sample))
+    for key, value in result.items():
+        got = value.numpy()[:, 0]
+        want = expected[key][: len(sample)]
+        if not np.allclose(got, want, rtol=1e-4, atol=1e-6):
+            raise TrainingError(f"the exported signature's {key!r} differs from the trained model")
