@@ -1,0 +1,278 @@
+"""Objectives: value objects that compile to a cvxpy objective built from terms.
+
+An objective stores only its values (``risk_aversion``, ``risk_free_rate``); these are
+parameter values, never part of the compile key. ``compile`` creates the decision
+variable(s) and the terms once per compiled problem; ``update`` sets the parameters
+for one solve.
+
+New objectives (risk parity, CVaR, efficient return/risk, max diversification) slot
+in as new subclasses of :class:`Objective`.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import cvxpy as cp
+import numpy as np
+
+from optimizer._data import ProblemData
+from optimizer._errors import InvalidProblem, NoPositiveExcessReturn, NumericalSolverError
+from optimizer._terms import ExpectedReturn, FullCovarianceRisk, Term
+from optimizer._typing import FloatArray
+
+_MIN_KAPPA = 1e-12
+"""Smallest homogenising scale from which max-Sharpe weights ``y / kappa`` are trusted."""
+
+
+@dataclass(frozen=True)
+class CompiledObjective:
+    """The cvxpy side of an objective.
+
+    Attributes
+    ----------
+    objective : cp.Minimize or cp.Maximize
+        The cvxpy objective.
+    weights : cp.Variable
+        The variable the portfolio constraints act on: the weights ``w``, or ``y``
+        for a homogenised (max-Sharpe) problem.
+    scale : cp.Variable or None
+        The homogenising scale ``kappa`` with ``y = kappa * w``; ``None`` if plain.
+    constraints : tuple of cp.Constraint
+        Constraints that belong to the objective itself.
+    terms : mapping of str to Term
+        The terms, which own the data parameters.
+    parameters : mapping of str to cp.Parameter
+        The objective's own scalar parameters (e.g. ``risk_free_rate``).
+    """
+
+    objective: cp.Minimize | cp.Maximize
+    weights: cp.Variable
+    scale: cp.Variable | None = None
+    constraints: tuple[cp.Constraint, ...] = ()
+    terms: Mapping[str, Term] = field(default_factory=dict)
+    parameters: Mapping[str, cp.Parameter] = field(default_factory=dict)
+
+    def portfolio_weights(self) -> FloatArray:
+        """The solved portfolio weights ``w`` (``y / kappa`` when homogenised).
+
+        Raises
+        ------
+        NumericalSolverError
+            If the solver left no values, or ``kappa`` is too small to divide by.
+        """
+        if self.weights.value is None:
+            raise NumericalSolverError("the solver returned no weights.")
+        values = np.asarray(self.weights.value, dtype=np.float64)
+        if self.scale is None:
+            return values
+        kappa = None if self.scale.value is None else float(self.scale.value)
+        if kappa is None or kappa < _MIN_KAPPA:
+            raise NumericalSolverError(
+                f"the max-Sharpe scale kappa={kappa} is too small to recover the weights; "
+                "check that expected returns exceed the risk-free rate by a usable margin."
+            )
+        weights: FloatArray = values / kappa
+        return weights
+
+
+class Objective(ABC):
+    """Base class of objectives."""
+
+    name: ClassVar[str]
+    """Short name reported in ``PortfolioResult.objective``."""
+
+    @property
+    def structure(self) -> tuple[Hashable, ...]:
+        """What changes the compiled problem: the class only, never the values."""
+        return (type(self).__module__, type(self).__qualname__)
+
+    def sharpe_risk_free_rate(self) -> float | None:
+        """The risk-free rate this objective is defined with, if any."""
+        return None
+
+    def check_feasible(self, data: ProblemData, lower: FloatArray, upper: FloatArray) -> None:
+        """Raise ``InvalidProblem`` if the objective is undefined for these inputs.
+
+        ``lower`` and ``upper`` are the per-asset weight bounds implied by the
+        constraints. The default accepts any inputs.
+        """
+        return
+
+    @abstractmethod
+    def compile(self, n_assets: int) -> CompiledObjective:
+        """Create the variables, terms and parameters for ``n_assets`` assets."""
+
+    @abstractmethod
+    def update(self, compiled: CompiledObjective, data: ProblemData) -> None:
+        """Set the parameters of ``compiled`` from ``data`` and this object's values."""
+
+
+@dataclass(frozen=True)
+class MinVariance(Objective):
+    """Minimise the portfolio variance ``w' Sigma w``."""
+
+    name: ClassVar[str] = "min_variance"
+
+    def compile(self, n_assets: int) -> CompiledObjective:
+        """``minimize sum_squares(L.T @ w)``."""
+        weights = cp.Variable(n_assets, name="weights")
+        risk = FullCovarianceRisk(n_assets)
+        return CompiledObjective(
+            objective=cp.Minimize(risk.expression(weights)),
+            weights=weights,
+            terms={"risk": risk},
+        )
+
+    def update(self, compiled: CompiledObjective, data: ProblemData) -> None:
+        """Set the risk factor."""
+        compiled.terms["risk"].update(data)
+
+
+@dataclass(frozen=True)
+class MeanVariance(Objective):
+    """Maximise the quadratic utility ``mu' w - (risk_aversion / 2) w' Sigma w``.
+
+    This is PyPortfolioOpt's ``max_quadratic_utility`` convention.
+
+    Parameters
+    ----------
+    risk_aversion : float
+        Positive risk-aversion coefficient, in the inverse units of the returns
+        (with annualised inputs, a coefficient on annualised variance).
+    """
+
+    name: ClassVar[str] = "mean_variance"
+
+    risk_aversion: float
+
+    def check_feasible(self, data: ProblemData, lower: FloatArray, upper: FloatArray) -> None:
+        """Reject a non-positive or non-finite ``risk_aversion``."""
+        if not (math.isfinite(self.risk_aversion) and self.risk_aversion > 0.0):
+            raise InvalidProblem(
+                f"risk_aversion={self.risk_aversion} must be a positive finite number; "
+                "larger values give less risky portfolios (PyPortfolioOpt's default is 1)."
+            )
+
+    def compile(self, n_assets: int) -> CompiledObjective:
+        """``maximize mu @ w - sum_squares(F.T @ w)`` with ``F = sqrt(risk_aversion/2) L``."""
+        weights = cp.Variable(n_assets, name="weights")
+        expected_return = ExpectedReturn(n_assets)
+        # The scalar is folded into the factor parameter: a parameter times a
+        # parameter-dependent expression is not DPP.
+        risk = FullCovarianceRisk(n_assets)
+        utility = expected_return.expression(weights) - risk.expression(weights)
+        return CompiledObjective(
+            objective=cp.Maximize(utility),
+            weights=weights,
+            terms={"return": expected_return, "risk": risk},
+        )
+
+    def update(self, compiled: CompiledObjective, data: ProblemData) -> None:
+        """Set ``mu`` and the risk factor scaled by ``risk_aversion / 2``."""
+        compiled.terms["return"].update(data)
+        compiled.terms["risk"].update(data, scale=self.risk_aversion / 2.0)
+
+
+@dataclass(frozen=True)
+class MaxSharpe(Objective):
+    """Maximise the Sharpe ratio ``(mu' w - risk_free_rate) / sqrt(w' Sigma w)``.
+
+    Solved as a convex problem by the change of variables ``y = kappa * w``
+    (Cornuejols & Tutuncu, *Optimization Methods in Finance*, 2007, section 8.2):
+    minimise ``y' Sigma y`` subject to ``(mu - risk_free_rate)' y == 1``,
+    ``sum(y) == kappa``, ``kappa >= 0`` and the constraints homogenised by ``kappa``;
+    then ``w = y / kappa``.
+
+    Parameters
+    ----------
+    risk_free_rate : float, optional
+        Risk-free rate in the units of the expected returns (annualised in the
+        service). Default 0.
+    """
+
+    name: ClassVar[str] = "max_sharpe"
+
+    risk_free_rate: float = 0.0
+
+    def sharpe_risk_free_rate(self) -> float | None:
+        """``risk_free_rate``."""
+        return self.risk_free_rate
+
+    def check_feasible(self, data: ProblemData, lower: FloatArray, upper: FloatArray) -> None:
+        """Reject the problem when no allowed portfolio beats the risk-free rate."""
+        if not math.isfinite(self.risk_free_rate):
+            raise InvalidProblem(f"risk_free_rate={self.risk_free_rate} must be finite.")
+        best = max_attainable_return(data.expected_returns, lower, upper)
+        if best > self.risk_free_rate:
+            return
+        top = int(np.argmax(data.expected_returns))
+        highest = float(data.expected_returns[top])
+        if highest <= self.risk_free_rate:
+            reason = (
+                f"no asset's expected return exceeds the risk-free rate {self.risk_free_rate:g} "
+                f"(the highest is {highest:.6g}, asset {top})"
+            )
+        else:
+            reason = (
+                f"the best portfolio the weight bounds allow returns {best:.6g}, not more "
+                f"than the risk-free rate {self.risk_free_rate:g}"
+            )
+        raise NoPositiveExcessReturn(
+            f"max Sharpe is undefined: {reason}, so no portfolio has a positive Sharpe "
+            "ratio. Use the min_variance objective, or a lower risk_free_rate.",
+        )
+
+    def compile(self, n_assets: int) -> CompiledObjective:
+        """``minimize sum_squares(L.T @ y)`` s.t. ``(mu - rf) @ y == 1``, ``kappa >= 0``."""
+        scaled_weights = cp.Variable(n_assets, name="scaled_weights")
+        kappa = cp.Variable(name="kappa", nonneg=True)
+        expected_return = ExpectedReturn(n_assets)
+        risk = FullCovarianceRisk(n_assets)
+        risk_free_rate = cp.Parameter(name="risk_free_rate")
+        excess_return = (
+            expected_return.expression(scaled_weights) - risk_free_rate * scaled_weights.sum()
+        )
+        return CompiledObjective(
+            objective=cp.Minimize(risk.expression(scaled_weights)),
+            weights=scaled_weights,
+            scale=kappa,
+            constraints=(excess_return == 1.0,),
+            terms={"return": expected_return, "risk": risk},
+            parameters={"risk_free_rate": risk_free_rate},
+        )
+
+    def update(self, compiled: CompiledObjective, data: ProblemData) -> None:
+        """Set ``mu``, the risk factor and the risk-free rate."""
+        compiled.terms["return"].update(data)
+        compiled.terms["risk"].update(data)
+        compiled.parameters["risk_free_rate"].value = float(self.risk_free_rate)
+
+
+def max_attainable_return(
+    expected_returns: FloatArray, lower: FloatArray, upper: FloatArray
+) -> float:
+    """Largest ``mu' w`` with ``lower <= w <= upper`` and ``sum(w) == 1``.
+
+    Greedy: start every asset at its lower bound and spend the rest of the budget on
+    the highest expected returns first. Assumes the bounds admit a fully invested
+    portfolio. With unbounded shorting (a lower bound of ``-inf``) it returns the
+    upper bound ``inf`` unless all expected returns are equal: a pre-solve check
+    built on it then defers to the solver.
+    """
+    if np.any(np.isneginf(lower)):
+        spread = float(np.ptp(expected_returns))
+        return math.inf if spread > 0.0 else float(expected_returns[0])
+    weights = lower.astype(np.float64).copy()
+    remaining = 1.0 - float(np.sum(weights))
+    for asset in np.argsort(-expected_returns, kind="stable"):
+        if remaining <= 0.0:
+            break
+        added = min(remaining, float(upper[asset] - lower[asset]))
+        weights[asset] += added
+        remaining -= added
+    return float(expected_returns @ weights)

@@ -1,0 +1,233 @@
+"""A cvxpy problem compiled once per structure and re-solved with new parameter values."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import cvxpy as cp
+import numpy as np
+
+from optimizer._constraints import (
+    Budget,
+    CompiledConstraint,
+    Constraint,
+    clean_weights,
+    implied_weight_bounds,
+)
+from optimizer._data import ProblemData
+from optimizer._errors import NumericalSolverError, ProgramInfeasible, ProgramUnbounded
+from optimizer._objectives import Objective
+from optimizer._typing import FloatArray
+
+CompileKey: TypeAlias = tuple[int, tuple[Hashable, ...], tuple[tuple[Hashable, ...], ...]]
+"""``(n_assets, objective structure, constraint structures)``; never values."""
+
+FEASIBILITY_TOLERANCE = 1e-7
+"""Largest constraint violation (in weight units) accepted from a solver."""
+
+SOLVER_OPTIONS: Mapping[str, Mapping[str, Any]] = {
+    # SCS stops at 1e-4 by default, far looser than FEASIBILITY_TOLERANCE.
+    "SCS": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 100_000},
+}
+"""Options passed to each solver; others run with cvxpy's defaults."""
+
+
+def canonical_constraints(constraints: Sequence[Constraint]) -> tuple[Constraint, ...]:
+    """The constraints with exactly one ``Budget``, in a canonical (structure) order.
+
+    Order does not change the problem, so it must not change the compile key either.
+    """
+    others = [c for c in constraints if not isinstance(c, Budget)]
+    return tuple(sorted([Budget(), *others], key=lambda c: repr(c.structure)))
+
+
+def compile_key(
+    n_assets: int, objective: Objective, constraints: Sequence[Constraint]
+) -> CompileKey:
+    """The cache key of a problem: its size and structure, not its values."""
+    return (n_assets, objective.structure, tuple(c.structure for c in constraints))
+
+
+@dataclass(frozen=True, eq=False)  # arrays have no boolean equality
+class SolveOutcome:
+    """Weights and solver facts from one successful solve."""
+
+    weights: FloatArray
+    solver: str
+    status: str
+    iterations: int | None
+    solve_time_seconds: float
+
+
+class CompiledProblem:
+    """A DPP cvxpy problem for one ``(n_assets, objective, constraints)`` structure.
+
+    Built once; :meth:`solve` sets the parameters from a request and re-solves, so
+    cvxpy re-uses its compiled program. A lock serialises solves, because parameter
+    and variable values are shared state.
+
+    Parameters
+    ----------
+    n_assets : int
+        Number of assets.
+    objective : Objective
+        Any objective of the wanted class (its values are not used here).
+    constraints : sequence of Constraint
+        Constraints in canonical order (see :func:`canonical_constraints`).
+
+    Raises
+    ------
+    RuntimeError
+        If the assembled problem is not DPP (a bug in a term or constraint).
+    """
+
+    def __init__(
+        self, n_assets: int, objective: Objective, constraints: Sequence[Constraint]
+    ) -> None:
+        self.n_assets = n_assets
+        self.key = compile_key(n_assets, objective, constraints)
+        self.objective_name = objective.name
+        self.constraint_names = [c.name for c in constraints]
+        self._objective = objective.compile(n_assets)
+        self._constraints: list[CompiledConstraint] = [
+            c.compile(self._objective.weights, self._objective.scale) for c in constraints
+        ]
+        cvxpy_constraints = [
+            *self._objective.constraints,
+            *(item for compiled in self._constraints for item in compiled.constraints),
+        ]
+        self.problem = cp.Problem(self._objective.objective, cvxpy_constraints)
+        if not self.problem.is_dpp():
+            raise RuntimeError(f"internal error: the problem for {self.key} is not DPP")
+        # cvxpy keeps one compiled program per Problem and drops it when the solver
+        # changes; one Problem per solver (sharing variables and parameters) keeps
+        # the primary solver's program warm after a fallback.
+        self._problems: dict[str, cp.Problem] = {}
+        self._lock = threading.Lock()
+
+    def problem_for(self, solver: str) -> cp.Problem:
+        """The cvxpy problem used with ``solver`` (the first solver gets ``problem``)."""
+        if solver not in self._problems:
+            self._problems[solver] = (
+                cp.Problem(self.problem.objective, self.problem.constraints)
+                if self._problems
+                else self.problem
+            )
+        return self._problems[solver]
+
+    def solve(
+        self,
+        objective: Objective,
+        constraints: Sequence[Constraint],
+        data: ProblemData,
+        solvers: Sequence[str],
+    ) -> SolveOutcome:
+        """Set the parameters from the request and solve, falling back on failure.
+
+        Parameters
+        ----------
+        objective, constraints
+            The request's objective and canonical constraints; their structure must
+            match this problem's.
+        data : ProblemData
+            Validated inputs with ``n_assets`` assets.
+        solvers : sequence of str
+            Solver names, tried in order while a solver errors, is inaccurate or
+            returns a solution that violates the constraints.
+
+        Returns
+        -------
+        SolveOutcome
+            Cleaned weights and the facts of the accepted solve.
+
+        Raises
+        ------
+        ProgramInfeasible, ProgramUnbounded
+            When a solver proves it.
+        NumericalSolverError
+            When no solver gave an accurate, feasible solution.
+        """
+        if compile_key(data.n_assets, objective, constraints) != self.key:
+            raise ValueError("the request's structure does not match this compiled problem")
+        with self._lock:
+            objective.update(self._objective, data)
+            for constraint, compiled in zip(constraints, self._constraints, strict=True):
+                constraint.update(compiled)
+            return self._solve_with_fallbacks(constraints, solvers)
+
+    def _solve_with_fallbacks(
+        self, constraints: Sequence[Constraint], solvers: Sequence[str]
+    ) -> SolveOutcome:
+        start = time.perf_counter()
+        attempts: list[str] = []
+        last_status: str | None = None
+        for solver in solvers:
+            problem = self.problem_for(solver)
+            try:
+                problem.solve(solver=solver, **SOLVER_OPTIONS.get(solver, {}))  # type: ignore[no-untyped-call]
+            except cp.SolverError as exc:
+                attempts.append(f"{solver} failed ({exc})")
+                continue
+            status = str(problem.status)
+            last_status = status
+            if status == cp.INFEASIBLE:
+                raise ProgramInfeasible(
+                    f"no portfolio satisfies all the constraints together "
+                    f"({', '.join(self.constraint_names)}); relax one of them (e.g. raise "
+                    "max_weight or lower min_weight).",
+                    status=status,
+                    constraints=self.constraint_names,
+                )
+            if status == cp.UNBOUNDED:
+                raise ProgramUnbounded(
+                    f"the {self.objective_name} objective can improve without limit under "
+                    f"the constraints ({', '.join(self.constraint_names)}); add LongOnly or "
+                    "WeightBounds, or check that the covariance is not singular.",
+                    status=status,
+                    constraints=self.constraint_names,
+                )
+            if status != cp.OPTIMAL:
+                attempts.append(f"{solver} returned status {status!r}")
+                continue
+            try:
+                weights = self._objective.portfolio_weights()
+            except NumericalSolverError as exc:
+                attempts.append(f"{solver}: {exc.message}")
+                continue
+            problem_found = self._check_solution(weights, constraints)
+            if problem_found:
+                attempts.append(f"{solver}: {problem_found}")
+                continue
+            lower, upper = implied_weight_bounds(constraints, self.n_assets)
+            stats = problem.solver_stats
+            return SolveOutcome(
+                weights=clean_weights(weights, lower, upper),
+                solver=solver,
+                status=status,
+                iterations=None if stats.num_iters is None else int(stats.num_iters),
+                solve_time_seconds=time.perf_counter() - start,
+            )
+        raise NumericalSolverError(
+            f"no solver produced an accurate solution ({'; '.join(attempts)}). The "
+            "covariance may be badly conditioned or the inputs badly scaled: use a shrunk "
+            "covariance, express returns in consistent (e.g. annualised) units, or relax "
+            "the constraints.",
+            status=last_status,
+            constraints=self.constraint_names,
+        )
+
+    @staticmethod
+    def _check_solution(weights: FloatArray, constraints: Sequence[Constraint]) -> str:
+        """Describe what is wrong with ``weights``; empty when they can be accepted."""
+        if not np.all(np.isfinite(weights)):
+            return "the weights are not finite"
+        violations = {c.name: c.violation(weights) for c in constraints}
+        violated = {name: v for name, v in violations.items() if v > FEASIBILITY_TOLERANCE}
+        if violated:
+            detail = ", ".join(f"{name} by {v:.3g}" for name, v in violated.items())
+            return f"the solution violates {detail}"
+        return ""
