@@ -1,0 +1,1 @@
+"""quantserve's application shell: the FastAPI service and the command line."""

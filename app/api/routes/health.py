@@ -1,0 +1,29 @@
+"""Liveness and readiness probes (open, never authenticated)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from app.api.deps import ServingStateDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "No model loaded yet."}})
+def readyz(state: ServingStateDep) -> JSONResponse:
+    """200 once a model is loaded and forecasting, 503 before."""
+    if state.ready and state.model is not None:
+        return JSONResponse(
+            {"status": "ready", "model": {"name": state.model.name, "version": state.model.version}}
+        )
+    return JSONResponse(
+        {"status": "not ready", "reason": state.not_ready_reason or "loading"},
+        status_code=503,
+    )

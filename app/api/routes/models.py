@@ -1,0 +1,30 @@
+"""The model store as the server sees it."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.api.deps import ServingStateDep, SettingsDep
+from app.schemas.models import ModelDescription, ModelsResponse
+from app.services.model_registry import describe_model_store
+from training.model_store import list_models
+
+router = APIRouter(prefix="/v1", tags=["models"])
+
+
+@router.get("/models")
+def list_served_models(settings: SettingsDep, state: ServingStateDep) -> ModelsResponse:
+    """Each model's name, versions, serving version and metadata."""
+    names = set(list_models(settings.models_dir)) | {settings.model_name}
+    described = []
+    for name in sorted(names):
+        serving = state.model if state.model is not None and state.model.name == name else None
+        described.append(
+            ModelDescription(
+                name=name,
+                versions=describe_model_store(settings.models_dir, name),
+                serving_version=serving.version if serving else None,
+                metadata=serving.metadata if serving else None,
+            )
+        )
+    return ModelsResponse(models=described)

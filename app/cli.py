@@ -1,0 +1,234 @@
+"""The ``quantserve`` command line: the offline pipeline and the server."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from app.core.config import Settings, get_settings
+from training.errors import PipelineError
+
+cli = typer.Typer(
+    name="quantserve",
+    help="Spark features, TensorFlow forecasts and cvxpy allocations over REST.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+T = TypeVar("T")
+
+MasterOption = Annotated[
+    str | None,
+    typer.Option("--master", help="Spark master: local[*], spark://host:7077, k8s://https://…"),
+]
+
+
+def _run(step: str, action: Callable[[], T]) -> T:
+    """Run a pipeline step, turning its errors into a message and exit code 1."""
+    started = time.perf_counter()
+    try:
+        result = action()
+    except PipelineError as exc:
+        console.print(f"[bold red]{step} failed:[/] {exc}")
+        raise typer.Exit(code=1) from exc
+    console.print(f"[green]{step} done[/] in {time.perf_counter() - started:.1f} s")
+    return result
+
+
+def _settings_with_master(master: str | None) -> Settings:
+    settings = get_settings()
+    if master:
+        settings = settings.model_copy(
+            update={"spark": settings.spark.model_copy(update={"master": master})}
+        )
+    return settings
+
+
+@cli.command()
+def ingest(
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV or Parquet prices, long or wide; default: the embedded S&P 500 set."
+        ),
+    ] = None,
+    benchmark: Annotated[
+        str | None, typer.Option(help="Ticker used as the market for beta (default SP500).")
+    ] = None,
+) -> None:
+    """Read, validate and quarantine prices; write data/raw/."""
+    from training.ingest import run_ingest
+
+    settings = get_settings()
+    report = _run(
+        "ingest", lambda: run_ingest(settings.raw_dir, settings.ingest, source, benchmark)
+    )
+    _print_ingest(
+        report.manifest, report.quarantine_reasons, report.quality_summary, report.output_dir
+    )
+
+
+@cli.command()
+def features(master: MasterOption = None) -> None:
+    """Compute features and targets with Spark; write data/features/."""
+    settings = _settings_with_master(master)
+    manifest = _run("features", lambda: _features_step(settings))
+    console.print(
+        f"features: {manifest['rows']:,} rows, {len(manifest['tickers'])} tickers, "
+        f"{manifest['start_date']}..{manifest['end_date']} on {manifest['spark_master']}"
+    )
+
+
+@cli.command()
+def train() -> None:
+    """Train the forecaster and export a new version to models/<name>/<version>/."""
+    settings = get_settings()
+    result = _run("train", lambda: _train_step(settings))
+    _print_training(result.metadata)
+
+
+@cli.command()
+def pipeline(
+    master: MasterOption = None,
+    if_missing: Annotated[
+        bool, typer.Option("--if-missing", help="Do nothing when a model version already exists.")
+    ] = False,
+) -> None:
+    """Ingest the embedded data, compute features and train, in order."""
+    from training.ingest import run_ingest
+    from training.model_store import list_versions
+
+    settings = _settings_with_master(master)
+    existing = list_versions(settings.models_dir / settings.model_name)
+    if if_missing and existing:
+        console.print(
+            f"model {settings.model_name} version {existing[-1]} exists; pipeline skipped"
+        )
+        return
+    report = _run("ingest", lambda: run_ingest(settings.raw_dir, settings.ingest))
+    _print_ingest(
+        report.manifest, report.quarantine_reasons, report.quality_summary, report.output_dir
+    )
+    _run("features", lambda: _features_step(settings))
+    result = _run("train", lambda: _train_step(settings))
+    _print_training(result.metadata)
+
+
+@cli.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Interface to bind (default from config).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+) -> None:
+    """Serve the REST API with uvicorn."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=settings.log_level,
+    )
+
+
+def _features_step(settings: Settings) -> dict[str, Any]:
+    import json
+
+    from training.features import run_features_job
+    from training.spark import build_spark_session
+
+    data_manifest_path = settings.raw_dir / "manifest.json"
+    data_manifest = (
+        json.loads(data_manifest_path.read_text()) if data_manifest_path.is_file() else {}
+    )
+    spark = build_spark_session(
+        settings.spark.master,
+        settings.spark.app_name,
+        driver_memory=settings.spark.driver_memory,
+        shuffle_partitions=settings.spark.shuffle_partitions,
+    )
+    try:
+        return run_features_job(
+            spark,
+            settings.raw_dir / "prices.parquet",
+            settings.features_dir,
+            benchmark=data_manifest.get("benchmark"),
+            input_manifest_sha256=data_manifest.get("prices_sha256"),
+        )
+    finally:
+        spark.stop()
+
+
+def _train_step(settings: Settings) -> Any:
+    from training.features import load_features
+    from training.train import load_training_inputs, train_and_export
+
+    data_manifest, features_manifest, quality = load_training_inputs(settings.data_dir)
+    return train_and_export(
+        load_features(settings.features_dir),
+        settings.models_dir,
+        settings.model_name,
+        settings.training,
+        data_manifest=data_manifest,
+        features_manifest=features_manifest,
+        quality_report=quality,
+    )
+
+
+def _print_ingest(
+    manifest: dict[str, Any], reasons: dict[str, int], quality: dict[str, int], output_dir: Path
+) -> None:
+    console.print(
+        f"kept {manifest['rows']:,} rows of {len(manifest['tickers'])} tickers "
+        f"({manifest['date_range'][0]}..{manifest['date_range'][1]}), benchmark "
+        f"{manifest['benchmark']}; quarantined {manifest['quarantined_rows']:,} rows"
+    )
+    if manifest.get("empty_wide_cells"):
+        console.print(f"{manifest['empty_wide_cells']:,} empty cells of wide input: no observation")
+    for reason, count in reasons.items():
+        console.print(f"  quarantined {count:,}: {reason}")
+    console.print(
+        f"data quality: {quality['stale_stretches']} stale stretches ({quality['stale_days']} "
+        f"days), {quality['jumps']} implausible jumps; see {output_dir / 'quality.json'}"
+    )
+
+
+def _print_training(metadata: dict[str, Any]) -> None:
+    metrics = metadata["validation_metrics"]
+    split = metadata["split"]
+    console.print(
+        f"exported {metadata['name']} version {metadata['version']}: trained "
+        f"{split['train'][0]}..{split['train'][1]}, validated "
+        f"{split['validation'][0]}..{split['validation'][1]}"
+    )
+    table = Table(title="validation (out of sample)")
+    for column in ("forecaster", "metric", "value"):
+        table.add_column(column)
+    for target, rows in metrics.items():
+        for name, values in rows.items():
+            for metric, value in values.items():
+                shown = "n/a" if value is None else f"{value:.5f}"
+                table.add_row(f"{target}/{name}", metric, shown)
+    console.print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""The FastAPI application: ``create_app`` builds it, the lifespan loads the models."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import CollectorRegistry
+from starlette.concurrency import run_in_threadpool
+
+from app.api.problems import install_problem_handlers
+from app.api.routes import forecasts, health, models, portfolios
+from app.core.config import Settings, get_settings
+from app.core.metrics import ServiceMetrics, instrument_http
+from app.services.serving import load_serving_state
+
+logger = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Load the serving model and features before the first request; never at import."""
+    settings: Settings = app.state.settings
+    state = await run_in_threadpool(load_serving_state, settings)
+    app.state.serving = state
+    metrics: ServiceMetrics = app.state.metrics
+    metrics.model_ready.set(1 if state.ready else 0)
+    if state.model is not None:
+        metrics.model_info.labels(state.model.name, str(state.model.version)).set(1)
+    yield
+
+
+def create_app(
+    settings: Settings | None = None, registry: CollectorRegistry | None = None
+) -> FastAPI:
+    """Build the app. Tests pass their own settings and a fresh metrics registry."""
+    settings = settings or get_settings()
+    registry = registry if registry is not None else CollectorRegistry()
+    app = FastAPI(
+        title="quantserve",
+        version="0.1.0",
+        summary="Forecasts from TensorFlow models and cvxpy-optimized allocations over REST.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = ServiceMetrics(registry)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+        )
+    install_problem_handlers(app)
+    for module in (health, models, forecasts, portfolios):
+        app.include_router(module.router)
+    instrument_http(app, registry)
+    return app

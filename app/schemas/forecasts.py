@@ -1,0 +1,65 @@
+"""Bodies of ``POST /v1/forecasts``."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.schemas.models import ModelRef
+
+MAX_TICKERS = 500
+
+
+def _unique_tickers(tickers: list[str]) -> list[str]:
+    cleaned = [t.strip() for t in tickers]
+    if any(not t for t in cleaned):
+        raise ValueError("tickers must be non-empty strings")
+    duplicates = sorted({t for t in cleaned if cleaned.count(t) > 1})
+    if duplicates:
+        raise ValueError(f"tickers must be unique; repeated: {', '.join(duplicates)}")
+    return cleaned
+
+
+class ForecastRequest(BaseModel):
+    """Which tickers to forecast; all served tickers when ``tickers`` is omitted."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"tickers": ["AAPL", "MSFT"]}]}
+    )
+
+    tickers: list[str] | None = Field(None, min_length=1, max_length=MAX_TICKERS)
+
+    @field_validator("tickers")
+    @classmethod
+    def _check_tickers(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _unique_tickers(value)
+
+
+class TickerForecast(BaseModel):
+    """One ticker's forecast."""
+
+    ticker: str
+    as_of: date = Field(description="Date of the latest features the forecast uses.")
+    expected_log_return: float = Field(description="Forward 5-day log return.")
+    volatility: float = Field(
+        description="Forward 21-day volatility: square root of the sum of the next 21 squared "
+        "daily log returns (not annualised)."
+    )
+    annualized_expected_return: float = Field(
+        description="Arithmetic annual return: expected_log_return * 252/5 + "
+        "annualized_volatility^2 / 2."
+    )
+    annualized_volatility: float = Field(description="volatility * sqrt(252/21).")
+
+
+class ForecastResponse(BaseModel):
+    """Forecasts with the model that made them and what the numbers mean."""
+
+    model: ModelRef
+    as_of: date | None
+    horizons: dict[str, int] = Field(
+        description="Trading days: expected_return_days (5) and volatility_days (21)."
+    )
+    units: dict[str, str]
+    forecasts: list[TickerForecast]

@@ -1,0 +1,69 @@
+"""Loading SavedModels from the model store and calling their serving signature."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.model_store import latest_version, list_versions, read_metadata
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One loaded model version and its serving signature."""
+
+    name: str
+    version: int
+    path: Path
+    metadata: dict[str, Any]
+    _signature: Any
+
+    @property
+    def lookback_days(self) -> int:
+        """Rows of features per input window."""
+        return int(self.metadata["lookback_days"])
+
+    @property
+    def feature_columns(self) -> tuple[str, ...]:
+        """Feature names in input order."""
+        return tuple(self.metadata["features"])
+
+    def predict(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        """Outputs of the serving signature for a ``(batch, lookback, n_features)`` array.
+
+        Calls the SavedModel's ``serving_default`` signature directly (about 1 ms a
+        batch), never ``keras.Model.predict`` (50-110 ms a call).
+        """
+        import tensorflow as tf
+
+        result = self._signature(features=tf.constant(features, dtype=tf.float32))
+        return {name: value.numpy().reshape(-1) for name, value in result.items()}
+
+
+def load_model(models_dir: Path, name: str, version: int | None = None) -> LoadedModel:
+    """Load ``models_dir/name/version`` (the highest version when ``version`` is None)."""
+    import tensorflow as tf
+
+    model_dir = models_dir / name
+    chosen = version if version is not None else latest_version(model_dir)
+    path = model_dir / str(chosen)
+    metadata = read_metadata(path)
+    saved = tf.saved_model.load(str(path))
+    signature = saved.signatures["serving_default"]
+    logger.info("loaded model %s version %s from %s", name, chosen, path)
+    # Keep the loaded object alive with the signature: it owns the variables.
+    signature._quantserve_owner = saved
+    return LoadedModel(
+        name=name, version=chosen, path=path, metadata=metadata, _signature=signature
+    )
+
+
+def describe_model_store(models_dir: Path, name: str) -> list[int]:
+    """The complete versions of ``name`` in the store."""
+    return list_versions(models_dir / name)

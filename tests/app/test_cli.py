@@ -1,0 +1,47 @@
+"""The command line: ingest reports what it kept and quarantined; errors exit 1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from app.cli import cli
+from app.core.config import get_settings
+
+
+@pytest.fixture
+def data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.setenv("QUANTSERVE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("QUANTSERVE_MODELS_DIR", str(tmp_path / "models"))
+    get_settings.cache_clear()
+    yield tmp_path / "data"
+    get_settings.cache_clear()
+
+
+def test_ingest_prints_kept_quarantined_and_quality(data_dir: Path) -> None:
+    result = CliRunner().invoke(cli, ["ingest"])
+    assert result.exit_code == 0, result.output
+    assert "kept 174,573 rows of 21 tickers (1990-01-02..2022-12-28)" in result.output
+    assert "quarantined 0 rows" in result.output
+    assert "stale stretches" in result.output
+    assert (data_dir / "raw" / "prices.parquet").is_file()
+
+
+def test_a_bad_file_exits_1_with_the_reason(data_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("date,ticker,close\nnot-a-date,AAA,1\n")
+    result = CliRunner().invoke(cli, ["ingest", "--source", str(bad)])
+    assert result.exit_code == 1
+    assert "ingest failed" in result.output
+    assert "no valid rows left" in result.output
+
+
+def test_pipeline_if_missing_skips_when_a_model_exists(data_dir: Path, tmp_path: Path) -> None:
+    version = tmp_path / "models" / "forecaster" / "3"
+    version.mkdir(parents=True)
+    (version / "metadata.json").write_text("{}")
+    result = CliRunner().invoke(cli, ["pipeline", "--if-missing"])
+    assert result.exit_code == 0
+    assert "version 3 exists; pipeline skipped" in result.output
