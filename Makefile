@@ -14,7 +14,7 @@ help: ## List the targets
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt --config-settings editable_mode=compat -e '.[dev]'
 	@touch $@
 
 install: $(STAMP) ## Create .venv and install the pinned dependencies
@@ -42,7 +42,8 @@ format: install ## Apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 bench: install java ## Benchmarks (figures go to docs/benchmarks.md)
-	$(BIN)/python bench/serving.py
+	$(BIN)/quantserve pipeline --if-missing
+	$(BIN)/python -m bench.serving
 
 clean: ## Remove the venv, data outputs and trained models
 	rm -rf $(VENV) data models/*/ .pytest_cache .mypy_cache .ruff_cache
