@@ -52,7 +52,8 @@ class WindowedSamples:
     @property
     def has_targets(self) -> np.ndarray:
         """Mask of samples whose two targets are both known."""
-        return np.isfinite(self.target_log_return) & np.isfinite(self.target_variance)
+        known = np.isfinite(self.target_log_return) & np.isfinite(self.target_variance)
+        return np.asarray(known, dtype=bool)
 
 
 def build_windows(
@@ -104,8 +105,12 @@ def build_windows(
         empty = np.empty((0, lookback, len(feature_columns)), dtype=np.float32)
         nothing = np.empty(0)
         return WindowedSamples(
-            empty, nothing.astype("datetime64[ns]"), nothing.astype(object),
-            nothing, nothing, nothing,
+            empty,
+            nothing.astype("datetime64[ns]"),
+            nothing.astype(object),
+            nothing,
+            nothing,
+            nothing,
         )
     return WindowedSamples(
         features=np.concatenate([p.features for p in parts]),

@@ -63,7 +63,9 @@ def rank_ic(
         return float("nan"), float("nan"), 0
     values = np.asarray(ics)
     std = values.std(ddof=1) if values.size > 1 else float("nan")
-    t_stat = float(values.mean() / (std / np.sqrt(values.size))) if std and std > 0 else float("nan")
+    t_stat = (
+        float(values.mean() / (std / np.sqrt(values.size))) if std and std > 0 else float("nan")
+    )
     return float(values.mean()), t_stat, int(values.size)
 
 

@@ -82,9 +82,7 @@ def build_serving_model(trained: keras.Model, log_variance_bias: float) -> keras
     squared daily log returns over the next 21 days); ``volatility_21d`` (its square
     root, not annualised).
     """
-    inputs = keras.Input(
-        shape=trained.input_shape[1:], name=INPUT_NAME, dtype="float32"
-    )
+    inputs = keras.Input(shape=trained.input_shape[1:], name=INPUT_NAME, dtype="float32")
     heads = trained(inputs)
     variance = LogVarianceToVariance(log_variance_bias, name=VARIANCE_OUTPUT)(
         heads[LOG_VARIANCE_OUTPUT]
@@ -92,7 +90,10 @@ def build_serving_model(trained: keras.Model, log_variance_bias: float) -> keras
     volatility = layers.Activation(ops.sqrt, name=VOLATILITY_OUTPUT)(variance)
     return keras.Model(
         inputs,
-        {RETURN_OUTPUT: heads[RETURN_OUTPUT], VARIANCE_OUTPUT: variance,
-         VOLATILITY_OUTPUT: volatility},
+        {
+            RETURN_OUTPUT: heads[RETURN_OUTPUT],
+            VARIANCE_OUTPUT: variance,
+            VOLATILITY_OUTPUT: volatility,
+        },
         name="forecaster_serving",
     )

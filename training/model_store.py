@@ -35,9 +35,12 @@ def list_versions(model_dir: Path) -> list[int]:
         return []
     versions = []
     for child in model_dir.iterdir():
-        if child.is_dir() and child.name.isdigit() and int(child.name) > 0 and (
-            child / METADATA_FILE
-        ).is_file():
+        if (
+            child.is_dir()
+            and child.name.isdigit()
+            and int(child.name) > 0
+            and (child / METADATA_FILE).is_file()
+        ):
             versions.append(int(child.name))
     return sorted(versions)
 

@@ -67,8 +67,8 @@ def _stale_runs(
             runs.append(
                 {
                     "ticker": ticker,
-                    "start": dates[start].date().isoformat(),
-                    "end": dates[end].date().isoformat(),
+                    "start": dates[int(start)].date().isoformat(),
+                    "end": dates[int(end)].date().isoformat(),
                     "days": days,
                     "close": float(closes[start]),
                 }
@@ -95,12 +95,14 @@ def _jumps(
         found.append(
             {
                 "ticker": ticker,
-                "date": dates[i + 1].date().isoformat(),
-                "previous_date": dates[i].date().isoformat(),
+                "date": dates[int(i) + 1].date().isoformat(),
+                "previous_date": dates[int(i)].date().isoformat(),
                 "log_return": round(move, 6),
                 "sigma_multiple": round(multiple, 2) if np.isfinite(multiple) else None,
                 # A move undone the next day is more likely a bad print than news.
-                "reversed_next_day": bool(next_move * move < 0 and abs(next_move) >= 0.5 * abs(move)),
+                "reversed_next_day": bool(
+                    next_move * move < 0 and abs(next_move) >= 0.5 * abs(move)
+                ),
             }
         )
     return found

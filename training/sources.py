@@ -81,8 +81,13 @@ def read_price_file(path: Path, benchmark: str | None = None) -> RawPrices:
             "provide long data (date,ticker,close[,volume]) or wide data (date, one column "
             "per ticker)"
         )
-    table = table.rename(columns={original: lower for lower, original in columns.items()
-                                  if lower in {"date", "ticker", "close", "volume"}})
+    table = table.rename(
+        columns={
+            original: lower
+            for lower, original in columns.items()
+            if lower in {"date", "ticker", "close", "volume"}
+        }
+    )
     if {"ticker", "close"} <= set(table.columns):
         rows = _long_rows(table, str(path))
         empty = 0
@@ -95,14 +100,16 @@ def read_price_file(path: Path, benchmark: str | None = None) -> RawPrices:
         rows, empty = _wide_to_long(table, str(path))
     if rows.empty:
         raise DataError(f"{path} holds no price rows")
-    return RawPrices(rows=rows, source=str(path), files=(path,), benchmark=benchmark, empty_wide_cells=empty)
+    return RawPrices(
+        rows=rows, source=str(path), files=(path,), benchmark=benchmark, empty_wide_cells=empty
+    )
 
 
 def _read_table(path: Path) -> pd.DataFrame:
     """Read every column as text (``pd.NA`` for empty cells)."""
     suffixes = "".join(path.suffixes).lower()
     try:
-        if suffixes.endswith(".parquet") or suffixes.endswith(".pq"):
+        if suffixes.endswith((".parquet", ".pq")):
             return pd.read_parquet(path).astype("string")
         if ".csv" in suffixes or ".txt" in suffixes:
             return pd.read_csv(path, dtype="string", keep_default_na=False, na_values=[""])

@@ -103,9 +103,9 @@ def train_and_export(
     def targets(part: WindowedSamples) -> dict[str, np.ndarray]:
         return {
             RETURN_OUTPUT: part.target_log_return.astype("float32")[:, None],
-            LOG_VARIANCE_OUTPUT: np.log(
-                np.maximum(part.target_variance, VARIANCE_FLOOR)
-            ).astype("float32")[:, None],
+            LOG_VARIANCE_OUTPUT: np.log(np.maximum(part.target_variance, VARIANCE_FLOOR)).astype(
+                "float32"
+            )[:, None],
         }
 
     history = model.fit(
@@ -138,8 +138,11 @@ def train_and_export(
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "signature": {
                 "name": "serving_default",
-                "input": {"name": INPUT_NAME, "dtype": "float32",
-                          "shape": [None, config.lookback_days, len(schema.FEATURE_COLUMNS)]},
+                "input": {
+                    "name": INPUT_NAME,
+                    "dtype": "float32",
+                    "shape": [None, config.lookback_days, len(schema.FEATURE_COLUMNS)],
+                },
                 "outputs": list(SERVING_OUTPUTS),
             },
             "features": list(schema.FEATURE_COLUMNS),
@@ -184,9 +187,12 @@ def train_and_export(
                 "feature_code_version": (features_manifest or {}).get("feature_code_version"),
             },
         }
-        (export_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str, allow_nan=False))
-    return TrainResult(version=version, path=models_dir / model_name / str(version),
-                       metadata=metadata)
+        (export_dir / METADATA_FILE).write_text(
+            json.dumps(metadata, indent=2, default=str, allow_nan=False)
+        )
+    return TrainResult(
+        version=version, path=models_dir / model_name / str(version), metadata=metadata
+    )
 
 
 def split_by_time(
@@ -195,7 +201,7 @@ def split_by_time(
     """Split by date with a purge gap of the longest target horizon (in trading days)."""
     dates = np.unique(samples.dates)
     gap = schema.VOLATILITY_HORIZON_DAYS
-    n_validation = int(round(len(dates) * validation_fraction))
+    n_validation = round(len(dates) * validation_fraction)
     if n_validation < 1 or len(dates) - n_validation - gap < 1:
         raise TrainingError(
             f"{len(dates)} dated samples are too few to split with validation_fraction="

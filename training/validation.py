@@ -16,6 +16,7 @@ Nothing is dropped without a row in the quarantine.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -53,8 +54,9 @@ def validate_prices(raw: pd.DataFrame, min_history_days: int) -> ValidationResul
 
     closes = pd.to_numeric(frame["close"], errors="coerce")
     close_text = frame["close"].fillna("<empty>")
-    _flag(reason, closes.isna() & frame["close"].isna(), pd.Series("missing close",
-                                                                   index=frame.index))
+    _flag(
+        reason, closes.isna() & frame["close"].isna(), pd.Series("missing close", index=frame.index)
+    )
     _flag(reason, closes.isna(), "close is not a number: " + close_text)
     _flag(reason, ~np.isfinite(closes.fillna(0.0)), "non-finite close: " + close_text)
     _flag(reason, closes <= 0, "non-positive close: " + close_text)
@@ -104,8 +106,9 @@ def _flag_duplicates(typed: pd.DataFrame, reason: pd.Series) -> None:
     if not dup_mask.any():
         return
     groups = candidates[dup_mask].groupby(key, sort=False)
-    for (date, ticker), group in groups:
-        day = pd.Timestamp(date).date().isoformat()
+    for group_key, group in groups:
+        date, ticker = cast(tuple[pd.Timestamp, str], group_key)
+        day = date.date().isoformat()
         distinct = group[schema.CLOSE].unique()
         if len(distinct) == 1:
             extra = group.index[1:]

@@ -32,8 +32,10 @@ def test_windows_hold_the_lookback_rows_ending_at_their_date() -> None:
     assert len(windows) == 26 + (30 - 3 - 5 + 1)
     first_bbb = np.flatnonzero(windows.tickers == "BBB")[0]
     window = windows.features[first_bbb]
-    end_day = int(round(window[-1, 0] - 1000))
-    assert windows.dates[first_bbb] == np.datetime64(pd.bdate_range("2024-01-01", periods=30)[end_day])
+    end_day = round(window[-1, 0] - 1000)
+    assert windows.dates[first_bbb] == np.datetime64(
+        pd.bdate_range("2024-01-01", periods=30)[end_day]
+    )
     # Rows are consecutive days, oldest first, and none is after the window's date.
     np.testing.assert_allclose(window[:, 0] - 1000, np.arange(end_day - 4, end_day + 1))
     assert windows.target_log_return[first_bbb] == np.float64(end_day * 0.001)

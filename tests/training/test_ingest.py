@@ -133,7 +133,9 @@ def test_unusable_inputs_raise_data_errors_that_say_how_to_fix(tmp_path: Path) -
 
 
 def test_failed_ingest_leaves_previous_outputs_untouched(tmp_path: Path) -> None:
-    source = _write_long(tmp_path / "ok.csv", [(f"2024-01-0{d}", "AAA", str(d)) for d in range(1, 5)])
+    source = _write_long(
+        tmp_path / "ok.csv", [(f"2024-01-0{d}", "AAA", str(d)) for d in range(1, 5)]
+    )
     run_ingest(tmp_path / "out", CONFIG, source=source)
     before = (tmp_path / "out" / "prices.parquet").read_bytes()
     broken = _write_long(tmp_path / "broken.csv", [("nope", "AAA", "1")])
@@ -152,8 +154,13 @@ def test_quality_report_finds_stale_runs_and_jumps() -> None:
     clean = pd.DataFrame({"date": dates, "ticker": "AAA", "close": closes})
     report = data_quality_report(clean, IngestConfig())
     assert report["stale_stretches"] == [
-        {"ticker": "AAA", "start": dates[30].date().isoformat(),
-         "end": dates[36].date().isoformat(), "days": 7, "close": float(closes[30])}
+        {
+            "ticker": "AAA",
+            "start": dates[30].date().isoformat(),
+            "end": dates[36].date().isoformat(),
+            "days": 7,
+            "close": float(closes[30]),
+        }
     ]
     assert len(report["jumps"]) == 1
     jump = report["jumps"][0]

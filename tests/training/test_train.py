@@ -11,10 +11,10 @@ import pytest
 
 from training import schema
 from training.config import TrainingConfig
+from training.dataset import build_windows
 from training.errors import ArtifactNotFound, TrainingError
 from training.model_store import latest_version, list_versions, read_metadata
 from training.train import split_by_time, train_and_export
-from training.dataset import build_windows
 
 TINY = TrainingConfig(lookback_days=5, hidden_units=4, epochs=2, batch_size=256, patience=1)
 
@@ -46,8 +46,13 @@ def synthetic_features(n_days: int = 500, tickers: int = 3, seed: int = 0) -> pd
 def trained(tmp_path_factory: pytest.TempPathFactory):
     models = tmp_path_factory.mktemp("models")
     features = synthetic_features()
-    result = train_and_export(features, models, "tiny", TINY,
-                              data_manifest={"prices_sha256": "abc", "date_range": ["x", "y"]})
+    result = train_and_export(
+        features,
+        models,
+        "tiny",
+        TINY,
+        data_manifest={"prices_sha256": "abc", "date_range": ["x", "y"]},
+    )
     return features, models, result
 
 
@@ -69,7 +74,7 @@ def test_export_is_a_tf_serving_version_with_metadata(trained) -> None:
 
 
 def test_split_leaves_a_gap_of_the_horizon(trained) -> None:
-    features, _, result = trained
+    _features, _, result = trained
     split = result.metadata["split"]
     dates = pd.bdate_range("2010-01-01", periods=500)
     last_train = dates.get_loc(pd.Timestamp(split["train"][1]))
