@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,6 +31,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     metrics.model_ready.set(1 if state.ready else 0)
     if state.model is not None:
         metrics.model_info.labels(state.model.name, str(state.model.version)).set(1)
+    # TensorFlow, the model and the feature table leave ~400k long-lived objects, and a
+    # full collection over them takes ~170 ms: it showed up as a 100-140 ms p99 on
+    # every endpoint. Freezing moves them out of the collector's sight.
+    gc.collect()
+    gc.freeze()
     yield
 
 
