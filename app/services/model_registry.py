@@ -22,7 +22,8 @@ class LoadedModel:
     version: int
     path: Path
     metadata: dict[str, Any]
-    _signature: Any
+    saved_model: Any
+    """The loaded SavedModel; it owns the variables the signature reads."""
 
     @property
     def lookback_days(self) -> int:
@@ -42,7 +43,8 @@ class LoadedModel:
         """
         import tensorflow as tf
 
-        result = self._signature(features=tf.constant(features, dtype=tf.float32))
+        signature = self.saved_model.signatures["serving_default"]
+        result = signature(features=tf.constant(features, dtype=tf.float32))
         return {name: value.numpy().reshape(-1) for name, value in result.items()}
 
 
@@ -55,13 +57,8 @@ def load_model(models_dir: Path, name: str, version: int | None = None) -> Loade
     path = model_dir / str(chosen)
     metadata = read_metadata(path)
     saved = tf.saved_model.load(str(path))
-    signature = saved.signatures["serving_default"]
     logger.info("loaded model %s version %s from %s", name, chosen, path)
-    # Keep the loaded object alive with the signature: it owns the variables.
-    signature._quantserve_owner = saved
-    return LoadedModel(
-        name=name, version=chosen, path=path, metadata=metadata, _signature=signature
-    )
+    return LoadedModel(name=name, version=chosen, path=path, metadata=metadata, saved_model=saved)
 
 
 def describe_model_store(models_dir: Path, name: str) -> list[int]:
