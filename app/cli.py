@@ -21,6 +21,8 @@ cli = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+models_cli = typer.Typer(help="List model versions and change their stage.", no_args_is_help=True)
+cli.add_typer(models_cli, name="models")
 console = Console()
 T = TypeVar("T")
 
@@ -92,6 +94,7 @@ def train() -> None:
     settings = get_settings()
     result = _run("train", lambda: _train_step(settings))
     _print_training(result.metadata)
+    _promote_step(settings, result.version)
 
 
 @cli.command()
@@ -119,6 +122,7 @@ def pipeline(
     _run("features", lambda: _features_step(settings))
     result = _run("train", lambda: _train_step(settings))
     _print_training(result.metadata)
+    _promote_step(settings, result.version)
 
 
 @cli.command()
@@ -139,6 +143,71 @@ def serve(
         port=port or settings.port,
         log_level=settings.log_level,
     )
+
+
+@models_cli.command("list")
+def models_list() -> None:
+    """Every version of the model with its stage and validation scores."""
+    from training.model_store import read_metadata
+    from training.registry import ModelRegistry
+
+    settings = get_settings()
+    model_dir = settings.models_dir / settings.model_name
+    table = Table(title=f"{settings.model_name} in {settings.models_dir}")
+    for column in ("version", "stage", "changed", "trained on", "validation", "vol QLIKE"):
+        table.add_column(column)
+    for record in ModelRegistry(model_dir).records():
+        metadata = read_metadata(model_dir / str(record.version))
+        split = metadata.get("split", {})
+        score = (metadata.get("validation_metrics", {}).get("volatility", {}).get("model", {})).get(
+            "qlike"
+        )
+        table.add_row(
+            str(record.version),
+            record.stage.value,
+            record.changed_at or "",
+            "..".join(split.get("train", [])),
+            "..".join(split.get("validation", [])),
+            "" if score is None else f"{score:.4f}",
+        )
+    console.print(table)
+
+
+@models_cli.command("promote")
+def models_promote(version: Annotated[int, typer.Argument(help="The version to serve.")]) -> None:
+    """Make VERSION production; the current production version is archived."""
+    from training.registry import ModelRegistry
+
+    settings = get_settings()
+    registry = ModelRegistry(settings.models_dir / settings.model_name)
+    previous = _run("promote", lambda: registry.promote(version, reason="promoted by hand"))
+    console.print(f"version {version} is production (was {previous})")
+
+
+@models_cli.command("rollback")
+def models_rollback() -> None:
+    """Serve again the version the current production version replaced."""
+    from training.registry import ModelRegistry
+
+    settings = get_settings()
+    registry = ModelRegistry(settings.models_dir / settings.model_name)
+    restored = _run("rollback", lambda: registry.rollback())
+    console.print(f"version {restored} is production again")
+
+
+def _promote_step(settings: Settings, version: int) -> None:
+    from training.features import load_features
+    from training.promotion import register_and_maybe_promote
+
+    decision = _run(
+        "promotion",
+        lambda: register_and_maybe_promote(
+            load_features(settings.features_dir),
+            settings.models_dir / settings.model_name,
+            version,
+        ),
+    )
+    console.print(decision.describe())
 
 
 def _features_step(settings: Settings) -> dict[str, Any]:

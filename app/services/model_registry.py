@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from training.model_store import latest_version, list_versions, read_metadata
+from training.model_store import latest_version, read_metadata
+from training.registry import ModelRegistry, VersionRecord
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +49,19 @@ class LoadedModel:
         return {name: value.numpy().reshape(-1) for name, value in result.items()}
 
 
+def serving_version(models_dir: Path, name: str) -> int:
+    """The registry's production version; the highest version when none was promoted."""
+    model_dir = models_dir / name
+    production = ModelRegistry(model_dir).production()
+    return production if production is not None else latest_version(model_dir)
+
+
 def load_model(models_dir: Path, name: str, version: int | None = None) -> LoadedModel:
-    """Load ``models_dir/name/version`` (the highest version when ``version`` is None)."""
+    """Load ``models_dir/name/version`` (the serving version when ``version`` is None)."""
     import tensorflow as tf
 
     model_dir = models_dir / name
-    chosen = version if version is not None else latest_version(model_dir)
+    chosen = version if version is not None else serving_version(models_dir, name)
     path = model_dir / str(chosen)
     metadata = read_metadata(path)
     saved = tf.saved_model.load(str(path))
@@ -61,6 +69,6 @@ def load_model(models_dir: Path, name: str, version: int | None = None) -> Loade
     return LoadedModel(name=name, version=chosen, path=path, metadata=metadata, saved_model=saved)
 
 
-def describe_model_store(models_dir: Path, name: str) -> list[int]:
-    """The complete versions of ``name`` in the store."""
-    return list_versions(models_dir / name)
+def describe_model_store(models_dir: Path, name: str) -> list[VersionRecord]:
+    """The complete versions of ``name`` in the store, with their registry stage."""
+    return ModelRegistry(models_dir / name).records()

@@ -45,3 +45,43 @@ def test_pipeline_if_missing_skips_when_a_model_exists(data_dir: Path, tmp_path:
     result = CliRunner().invoke(cli, ["pipeline", "--if-missing"])
     assert result.exit_code == 0
     assert "version 3 exists; pipeline skipped" in result.output
+
+
+def _versions(tmp_path: Path, *versions: int) -> None:
+    for version in versions:
+        folder = tmp_path / "models" / "forecaster" / str(version)
+        folder.mkdir(parents=True)
+        (folder / "metadata.json").write_text(
+            '{"split": {"train": ["2000-01-03", "2015-06-30"], "validation": ["2015-08-03",'
+            ' "2022-11-28"]}, "validation_metrics": {"volatility": {"model": {"qlike": 0.39}}}}'
+        )
+
+
+def test_models_promote_list_and_rollback(data_dir: Path, tmp_path: Path) -> None:
+    _versions(tmp_path, 1, 2)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["models", "promote", "1"]).exit_code == 0
+    promoted = runner.invoke(cli, ["models", "promote", "2"])
+    assert "version 2 is production (was 1)" in promoted.output
+    listing = runner.invoke(cli, ["models", "list"], env={"COLUMNS": "200"})
+    assert listing.exit_code == 0
+    lines = {
+        line.split("│")[1].strip(): line
+        for line in listing.output.splitlines()
+        if line.count("│") > 3 and line.split("│")[1].strip().isdigit()
+    }
+    assert "archived" in lines["1"]
+    assert "production" in lines["2"]
+    assert "0.3900" in lines["2"]
+    rolled = runner.invoke(cli, ["models", "rollback"])
+    assert "version 1 is production again" in rolled.output
+    again = runner.invoke(cli, ["models", "rollback"])
+    assert again.exit_code == 1
+    assert "no earlier production version" in again.output
+
+
+def test_promoting_a_missing_version_fails_clearly(data_dir: Path, tmp_path: Path) -> None:
+    _versions(tmp_path, 1)
+    result = CliRunner().invoke(cli, ["models", "promote", "9"])
+    assert result.exit_code == 1
+    assert "version 9 is not in" in result.output

@@ -26,7 +26,13 @@ def test_without_a_model_the_server_is_live_but_not_ready(tmp_path: Path) -> Non
         assert "quantserve pipeline" in ready.json()["reason"]
         models = client.get("/v1/models").json()["models"]
         assert models == [
-            {"name": "forecaster", "versions": [], "serving_version": None, "metadata": None}
+            {
+                "name": "forecaster",
+                "versions": [],
+                "stages": [],
+                "serving_version": None,
+                "metadata": None,
+            }
         ]
         assert "quantserve_model_ready 0.0" in client.get("/metrics").text
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.training.synthetic import synthetic_features
 from training import schema
 from training.config import TrainingConfig
 from training.dataset import build_windows
@@ -17,29 +18,6 @@ from training.model_store import latest_version, list_versions, read_metadata
 from training.train import split_by_time, train_and_export
 
 TINY = TrainingConfig(lookback_days=5, hidden_units=4, epochs=2, batch_size=256, patience=1)
-
-
-def synthetic_features(n_days: int = 500, tickers: int = 3, seed: int = 0) -> pd.DataFrame:
-    """Returns with persistent volatility, so trailing volatility carries signal."""
-    rng = np.random.default_rng(seed)
-    dates = pd.bdate_range("2010-01-01", periods=n_days)
-    frames = []
-    for k in range(tickers):
-        log_vol = np.zeros(n_days)
-        for t in range(1, n_days):
-            log_vol[t] = 0.98 * log_vol[t - 1] + 0.15 * rng.normal()
-        returns = 0.01 * np.exp(log_vol) * rng.standard_t(5, n_days) / np.sqrt(5 / 3)
-        r = pd.Series(returns)
-        frame = pd.DataFrame({schema.DATE: dates, schema.TICKER: f"T{k}"})
-        for column in schema.FEATURE_COLUMNS:
-            # drifting in time, so statistics over different splits differ
-            frame[column] = rng.normal(size=n_days) + np.linspace(0.0, 3.0, n_days)
-        frame["log_return_1d"] = returns
-        frame["realized_vol_21d"] = np.sqrt((r**2).rolling(21).sum() * 252 / 21)
-        frame[schema.TARGET_RETURN] = r[::-1].rolling(5).sum()[::-1].shift(-1)
-        frame[schema.TARGET_VARIANCE] = (r**2)[::-1].rolling(21).sum()[::-1].shift(-1)
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.deps import ServingStateDep, SettingsDep
-from app.schemas.models import ModelDescription, ModelsResponse
+from app.schemas.models import ModelDescription, ModelsResponse, VersionStage
 from app.services.model_registry import describe_model_store
 from training.model_store import list_models
 
@@ -19,10 +19,15 @@ def list_served_models(settings: SettingsDep, state: ServingStateDep) -> ModelsR
     described = []
     for name in sorted(names):
         serving = state.model if state.model is not None and state.model.name == name else None
+        records = describe_model_store(settings.models_dir, name)
         described.append(
             ModelDescription(
                 name=name,
-                versions=describe_model_store(settings.models_dir, name),
+                versions=[r.version for r in records],
+                stages=[
+                    VersionStage(version=r.version, stage=r.stage.value, changed_at=r.changed_at)
+                    for r in records
+                ],
                 serving_version=serving.version if serving else None,
                 metadata=serving.metadata if serving else None,
             )

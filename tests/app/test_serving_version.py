@@ -1,0 +1,57 @@
+"""The server loads the registry's production version, not merely the newest export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
+
+from app.core.config import Settings
+from app.main import create_app
+from tests.training.synthetic import synthetic_features
+from training import schema
+from training.config import TrainingConfig
+from training.registry import ModelRegistry
+from training.train import train_and_export
+
+TINY = TrainingConfig(lookback_days=5, hidden_units=4, epochs=1, batch_size=256)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("serving")
+    features = synthetic_features(n_days=300)
+    # The feature table as the Spark job writes it: Parquet partitioned by year.
+    features[schema.CLOSE] = 100.0
+    features[schema.YEAR] = features[schema.DATE].dt.year
+    (root / "data").mkdir()
+    features.to_parquet(root / "data" / "features", partition_cols=[schema.YEAR])
+    for _ in range(2):
+        train_and_export(features, root / "models", "forecaster", TINY)
+    return root
+
+
+def _client(root: Path) -> TestClient:
+    settings = Settings(environment="test", data_dir=root / "data", models_dir=root / "models")
+    return TestClient(create_app(settings, registry=CollectorRegistry()))
+
+
+def test_without_a_registry_the_newest_version_serves(root: Path) -> None:
+    with _client(root) as client:
+        assert client.get("/readyz").json()["model"]["version"] == 2
+
+
+def test_the_production_version_serves_and_stages_are_listed(root: Path) -> None:
+    ModelRegistry(root / "models" / "forecaster").promote(1)
+    with _client(root) as client:
+        assert client.get("/readyz").json()["model"]["version"] == 1
+        (model,) = client.get("/v1/models").json()["models"]
+        assert model["serving_version"] == 1
+        assert [(s["version"], s["stage"]) for s in model["stages"]] == [
+            (1, "production"),
+            (2, "candidate"),
+        ]
+        forecast = client.post("/v1/forecasts", json={"tickers": ["T0"]}).json()
+        assert forecast["model"] == {"name": "forecaster", "version": 1}
