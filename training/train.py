@@ -23,7 +23,8 @@ from training import schema
 from training.config import TrainingConfig
 from training.dataset import WindowedSamples, build_windows
 from training.errors import ArtifactNotFound, TrainingError
-from training.metrics import VARIANCE_FLOOR, return_metrics, volatility_metrics
+from training.fit import fit_forecaster
+from training.metrics import return_metrics, volatility_metrics
 from training.model_store import METADATA_FILE, new_version
 
 # Calendar days before a stale stretch whose forward 21-day targets it contaminates.
@@ -54,79 +55,18 @@ def train_and_export(
     import keras
     import tensorflow as tf
 
-    from training.model import (
-        INPUT_NAME,
-        LOG_VARIANCE_OUTPUT,
-        RETURN_OUTPUT,
-        SERVING_OUTPUTS,
-        VARIANCE_OUTPUT,
-        build_serving_model,
-        build_training_model,
-    )
+    from training.model import INPUT_NAME, RETURN_OUTPUT, SERVING_OUTPUTS, VARIANCE_OUTPUT
 
     started = time.perf_counter()
-    keras.utils.set_random_seed(config.seed)
     samples = build_windows(features, config.lookback_days)
     samples = samples.select(samples.has_targets)
     samples, excluded = _exclude_stale(samples, quality_report)
     train, validation, split = split_by_time(samples, config.validation_fraction)
     train = train.select(np.arange(len(train)) % config.window_stride == 0)
 
-    normalizer = keras.layers.Normalization(axis=-1, name="normalize")
-    normalizer.adapt(train.features.reshape(-1, train.features.shape[-1]))
-    log_var_train = np.log(np.maximum(train.target_variance, VARIANCE_FLOOR))
-    return_scale = float(np.std(train.target_log_return))
-    model = build_training_model(
-        config.lookback_days,
-        train.features.shape[-1],
-        normalizer,
-        hidden_units=config.hidden_units,
-        dropout=config.dropout,
-        return_scale=return_scale,
-        log_variance_mean=float(log_var_train.mean()),
-        log_variance_scale=float(log_var_train.std()),
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
-        # Huber: daily returns have fat tails; the log variance is close to normal.
-        loss={
-            RETURN_OUTPUT: keras.losses.Huber(delta=2.0 * return_scale),
-            LOG_VARIANCE_OUTPUT: keras.losses.MeanSquaredError(),
-        },
-        # Weight each head by its inverse target variance, so both count alike.
-        loss_weights={
-            RETURN_OUTPUT: 1.0 / return_scale**2,
-            LOG_VARIANCE_OUTPUT: 1.0 / float(log_var_train.var()),
-        },
-    )
-
-    def targets(part: WindowedSamples) -> dict[str, np.ndarray]:
-        return {
-            RETURN_OUTPUT: part.target_log_return.astype("float32")[:, None],
-            LOG_VARIANCE_OUTPUT: np.log(np.maximum(part.target_variance, VARIANCE_FLOOR)).astype(
-                "float32"
-            )[:, None],
-        }
-
-    history = model.fit(
-        train.features,
-        targets(train),
-        validation_data=(validation.features, targets(validation)),
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        shuffle=True,
-        verbose=verbose,
-        callbacks=[
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=config.patience, restore_best_weights=True
-            )
-        ],
-    )
-
-    fitted_log_var = _predict(model, train.features)[LOG_VARIANCE_OUTPUT]
-    residual_variance = float(np.var(targets(train)[LOG_VARIANCE_OUTPUT][:, 0] - fitted_log_var))
-    serving = build_serving_model(model, log_variance_bias=0.5 * residual_variance)
-    predicted = _predict(serving, validation.features)
+    fitted = fit_forecaster(train, validation, config, verbose=verbose)
+    serving = fitted.serving
+    predicted = fitted.predict(validation.features)
     metrics = validation_metrics(validation, predicted[RETURN_OUTPUT], predicted[VARIANCE_OUTPUT])
 
     with new_version(models_dir / model_name) as (version, export_dir):
@@ -172,10 +112,10 @@ def train_and_export(
             "validation_metrics": metrics,
             "training": {
                 **config.model_dump(),
-                "epochs_run": len(history.history["loss"]),
-                "loss": [round(float(v), 6) for v in history.history["loss"]],
-                "val_loss": [round(float(v), 6) for v in history.history["val_loss"]],
-                "log_variance_bias": 0.5 * residual_variance,
+                "epochs_run": len(fitted.history["loss"]),
+                "loss": [round(v, 6) for v in fitted.history["loss"]],
+                "val_loss": [round(v, 6) for v in fitted.history["val_loss"]],
+                "log_variance_bias": fitted.log_variance_bias,
                 "seconds": round(time.perf_counter() - started, 1),
                 "tensorflow": tf.__version__,
                 "keras": keras.__version__,
@@ -275,16 +215,6 @@ def _exclude_stale(
         end = pd.Timestamp(stretch["end"])
         flagged |= (samples.tickers == stretch["ticker"]) & (dates >= start) & (dates <= end)
     return samples.select(~flagged), int(flagged.sum())
-
-
-def _predict(model: Any, features: np.ndarray, batch_size: int = 4096) -> dict[str, np.ndarray]:
-    """Call the model on batches (never ``model.predict`` in a loop: it is slow)."""
-    outputs: dict[str, list[np.ndarray]] = {}
-    for start in range(0, len(features), batch_size):
-        batch = model(features[start : start + batch_size], training=False)
-        for key, value in batch.items():
-            outputs.setdefault(key, []).append(np.asarray(value)[:, 0])
-    return {key: np.concatenate(parts) for key, parts in outputs.items()}
 
 
 def _check_export(
