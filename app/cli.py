@@ -145,6 +145,29 @@ def serve(
     )
 
 
+@cli.command()
+def evaluate(
+    master: MasterOption = None,
+    first_year: Annotated[int, typer.Option(help="First out-of-sample year.")] = 2000,
+    last_year: Annotated[int | None, typer.Option(help="Last year (default: the data's).")] = None,
+    refit_every: Annotated[int, typer.Option(help="Years between refits.")] = 1,
+    epochs: Annotated[int, typer.Option(help="Training epochs per refit.")] = 8,
+    garch: Annotated[bool, typer.Option(help="Fit the GARCH baselines (the slow part).")] = True,
+    in_process: Annotated[
+        bool, typer.Option("--in-process", help="Run the refits here, one by one, without Spark.")
+    ] = False,
+) -> None:
+    """Walk-forward evaluation of the model against baselines; writes <version>/evaluation/."""
+    settings = _settings_with_master(master)
+    metrics = _run(
+        "evaluate",
+        lambda: _evaluate_step(
+            settings, first_year, last_year, refit_every, epochs, garch, in_process
+        ),
+    )
+    _print_evaluation(metrics)
+
+
 @models_cli.command("list")
 def models_list() -> None:
     """Every version of the model with its stage and validation scores."""
@@ -208,6 +231,109 @@ def _promote_step(settings: Settings, version: int) -> None:
         ),
     )
     console.print(decision.describe())
+
+
+def _evaluate_step(
+    settings: Settings,
+    first_year: int,
+    last_year: int | None,
+    refit_every: int,
+    epochs: int,
+    garch: bool,
+    in_process: bool,
+) -> dict[str, Any]:
+    from app.services.model_registry import serving_version
+    from training.evaluation import (
+        WalkForwardConfig,
+        compute_metrics,
+        run_walk_forward,
+        write_evaluation,
+    )
+    from training.model_store import read_metadata
+    from training.spark import build_spark_session
+
+    version = serving_version(settings.models_dir, settings.model_name)
+    version_dir = settings.models_dir / settings.model_name / str(version)
+    metadata = read_metadata(version_dir)
+    config = WalkForwardConfig(
+        first_test_year=first_year,
+        last_test_year=last_year,
+        refit_every_years=refit_every,
+        training=settings.training.model_copy(
+            update={"epochs": epochs, "lookback_days": metadata["lookback_days"]}
+        ),
+        garch=garch,
+    )
+    started = time.perf_counter()
+    spark = (
+        None
+        if in_process
+        else build_spark_session(
+            settings.spark.master, "quantserve-evaluate", driver_memory=settings.spark.driver_memory
+        )
+    )
+    try:
+        predictions = run_walk_forward(spark, settings.features_dir, config)
+    finally:
+        if spark is not None:
+            spark.stop()
+    metrics = compute_metrics(predictions)
+    dates = predictions["date"]
+    context = {
+        "model": settings.model_name,
+        "version": version,
+        "test_start": str(dates.min().date()),
+        "test_end": str(dates.max().date()),
+        "refits": int(predictions["refit_train_end"].nunique()),
+        "refit_every_years": refit_every,
+        "purge_days": config.purge_days,
+        "tickers": int(predictions["ticker"].nunique()),
+        "training": config.training.model_dump(),
+        "garch": garch,
+        "spark_master": "in-process" if in_process else settings.spark.master,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    write_evaluation(
+        version_dir / "evaluation",
+        predictions,
+        metrics,
+        context,
+        training_history=metadata.get("training"),
+    )
+    console.print(f"wrote {version_dir / 'evaluation'} in {context['seconds']} s")
+    return metrics
+
+
+def _print_evaluation(metrics: dict[str, Any]) -> None:
+    volatility = Table(title="volatility: forward 21-day variance, out of sample")
+    for column in ("forecaster", "QLIKE", "RMSE (vol)"):
+        volatility.add_column(column)
+    rows = metrics["volatility"]
+    for name in sorted(rows, key=lambda k: rows[k]["qlike"] or float("inf")):
+        volatility.add_row(name, _fmt(rows[name]["qlike"]), _fmt(rows[name]["rmse"]))
+    console.print(volatility)
+    model = rows.get("model", {})
+    if "dm_baseline" in model:
+        console.print(
+            f"Diebold-Mariano, model vs {model['dm_baseline']}: statistic "
+            f"{_fmt(model['dm_statistic'])}, p-value {_fmt(model['dm_p_value'])}"
+        )
+    returns = Table(title="returns: forward 5-day log return, out of sample")
+    for column in ("forecaster", "rank IC", "IC t", "R² oos", "hit rate"):
+        returns.add_column(column)
+    for name, row in sorted(metrics["returns"].items()):
+        returns.add_row(
+            name,
+            _fmt(row["ic_mean"]),
+            _fmt(row["ic_t"]),
+            _fmt(row["r2_oos"]),
+            _fmt(row["hit_rate"]),
+        )
+    console.print(returns)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def _features_step(settings: Settings) -> dict[str, Any]:
