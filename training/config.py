@@ -7,6 +7,8 @@ neither.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -59,3 +61,6 @@ class TrainingConfig(BaseModel):
         1, ge=1, description="Keep every n-th training window (overlapping targets repeat)."
     )
     seed: int = 7
+    volatility_loss: Literal["qlike", "mse_log"] = Field(
+        "qlike", description="qlike: QLIKE on the variance; mse_log: MSE on its log."
+    )

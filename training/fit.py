@@ -44,9 +44,12 @@ def fit_forecaster(
 
     from training.model import (
         LOG_VARIANCE_OUTPUT,
+        QUANTILES_OUTPUT,
         RETURN_OUTPUT,
         build_serving_model,
         build_training_model,
+        pinball_loss,
+        qlike_log_loss,
     )
 
     keras.utils.set_random_seed(config.seed)
@@ -64,24 +67,31 @@ def fit_forecaster(
         log_variance_mean=float(log_var_train.mean()),
         log_variance_scale=float(log_var_train.std()),
     )
+    qlike = config.volatility_loss == "qlike"
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
-        # Huber: daily returns have fat tails; the log variance is close to normal.
+        # Huber: daily returns have fat tails.
         loss={
             RETURN_OUTPUT: keras.losses.Huber(delta=2.0 * return_scale),
-            LOG_VARIANCE_OUTPUT: keras.losses.MeanSquaredError(),
+            QUANTILES_OUTPUT: pinball_loss,
+            LOG_VARIANCE_OUTPUT: qlike_log_loss if qlike else keras.losses.MeanSquaredError(),
         },
-        # Weight each head by its inverse target variance, so both count alike.
+        # Scale each head's loss to order one, so no head drowns the others: the
+        # return losses by the target's variance (pinball by its spread), QLIKE is
+        # already unit-free, the log MSE by the log target's variance.
         loss_weights={
             RETURN_OUTPUT: 1.0 / return_scale**2,
-            LOG_VARIANCE_OUTPUT: 1.0 / float(log_var_train.var()),
+            QUANTILES_OUTPUT: 1.0 / return_scale,
+            LOG_VARIANCE_OUTPUT: 1.0 if qlike else 1.0 / float(log_var_train.var()),
         },
     )
 
     def targets(part: WindowedSamples) -> dict[str, np.ndarray]:
         log_variance = np.log(np.maximum(part.target_variance, VARIANCE_FLOOR))
+        returns = part.target_log_return.astype("float32")[:, None]
         return {
-            RETURN_OUTPUT: part.target_log_return.astype("float32")[:, None],
+            RETURN_OUTPUT: returns,
+            QUANTILES_OUTPUT: returns,
             LOG_VARIANCE_OUTPUT: log_variance.astype("float32")[:, None],
         }
 
@@ -102,9 +112,12 @@ def fit_forecaster(
         verbose=verbose,
         callbacks=callbacks,
     )
-    fitted_log_var = predict_batches(model, train.features)[LOG_VARIANCE_OUTPUT]
-    residual_variance = float(np.var(targets(train)[LOG_VARIANCE_OUTPUT][:, 0] - fitted_log_var))
-    bias = 0.5 * residual_variance
+    if qlike:
+        bias = 0.0  # QLIKE's minimiser is already the conditional mean of the variance
+    else:
+        fitted_log_var = predict_batches(model, train.features)[LOG_VARIANCE_OUTPUT]
+        residuals = targets(train)[LOG_VARIANCE_OUTPUT][:, 0] - fitted_log_var
+        bias = 0.5 * float(np.var(residuals))
     return FittedForecaster(
         serving=build_serving_model(model, log_variance_bias=bias),
         history={key: [float(v) for v in values] for key, values in history.history.items()},
@@ -120,5 +133,7 @@ def predict_batches(
     for start in range(0, len(features), batch_size):
         batch = model(features[start : start + batch_size], training=False)
         for key, value in batch.items():
-            outputs.setdefault(key, []).append(np.asarray(value)[:, 0])
+            array = np.asarray(value)
+            # (n, 1) heads become (n,); the quantile head stays (n, 3)
+            outputs.setdefault(key, []).append(array[:, 0] if array.shape[-1] == 1 else array)
     return {key: np.concatenate(parts) for key, parts in outputs.items()}

@@ -36,12 +36,23 @@ class ForecastRequest(BaseModel):
         return None if value is None else _unique_tickers(value)
 
 
+class ReturnQuantiles(BaseModel):
+    """Quantiles of the forward 5-day log return: a 90% interval and its median."""
+
+    q05: float
+    q50: float
+    q95: float
+
+
 class TickerForecast(BaseModel):
     """One ticker's forecast."""
 
     ticker: str
     as_of: date = Field(description="Date of the latest features the forecast uses.")
     expected_log_return: float = Field(description="Forward 5-day log return.")
+    log_return_quantiles: ReturnQuantiles = Field(
+        description="5%, 50% and 95% quantiles of the forward 5-day log return."
+    )
     volatility: float = Field(
         description="Forward 21-day volatility: square root of the sum of the next 21 squared "
         "daily log returns (not annualised)."

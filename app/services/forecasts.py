@@ -14,7 +14,7 @@ from app.services.errors import UnknownTicker
 from app.services.feature_store import FeatureStore
 from app.services.model_registry import LoadedModel
 from training import schema
-from training.model import RETURN_OUTPUT, VOLATILITY_OUTPUT
+from training.model import QUANTILES_OUTPUT, RETURN_OUTPUT, VOLATILITY_OUTPUT
 
 ANNUALISE_RETURN = schema.TRADING_DAYS_PER_YEAR / schema.RETURN_HORIZON_DAYS
 ANNUALISE_VARIANCE = schema.TRADING_DAYS_PER_YEAR / schema.VOLATILITY_HORIZON_DAYS
@@ -30,6 +30,8 @@ class Forecast:
     """Forward 5-day log return."""
     volatility: float
     """Forward 21-day volatility (square root of the summed squared daily log returns)."""
+    log_return_quantiles: tuple[float, float, float]
+    """5%, 50% and 95% quantiles of the forward 5-day log return."""
 
     @property
     def annualized_volatility(self) -> float:
@@ -59,13 +61,15 @@ class ForecastService:
         for i, ticker in enumerate(windows.tickers):
             expected = float(outputs[RETURN_OUTPUT][i])
             volatility = float(outputs[VOLATILITY_OUTPUT][i])
-            if not (math.isfinite(expected) and math.isfinite(volatility)):
+            low, median, high = (float(q) for q in outputs[QUANTILES_OUTPUT][i])
+            if not all(math.isfinite(v) for v in (expected, volatility, low, median, high)):
                 continue
             self._forecasts[str(ticker)] = Forecast(
                 ticker=str(ticker),
                 as_of=pd.Timestamp(windows.dates[i]).date(),
                 expected_log_return=expected,
                 volatility=volatility,
+                log_return_quantiles=(low, median, high),
             )
 
     @property

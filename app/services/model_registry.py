@@ -46,7 +46,11 @@ class LoadedModel:
 
         signature = self.saved_model.signatures["serving_default"]
         result = signature(features=tf.constant(features, dtype=tf.float32))
-        return {name: value.numpy().reshape(-1) for name, value in result.items()}
+        # (batch, 1) outputs become (batch,); the quantile output stays (batch, 3)
+        return {
+            name: value.numpy()[:, 0] if value.shape[-1] == 1 else value.numpy()
+            for name, value in result.items()
+        }
 
 
 def serving_version(models_dir: Path, name: str) -> int:

@@ -55,3 +55,5 @@ def test_the_production_version_serves_and_stages_are_listed(root: Path) -> None
         ]
         forecast = client.post("/v1/forecasts", json={"tickers": ["T0"]}).json()
         assert forecast["model"] == {"name": "forecaster", "version": 1}
+        quantiles = forecast["forecasts"][0]["log_return_quantiles"]
+        assert quantiles["q05"] <= quantiles["q50"] <= quantiles["q95"]

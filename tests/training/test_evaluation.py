@@ -56,6 +56,8 @@ def test_schedule_purges_the_target_horizon(features: pd.DataFrame) -> None:
 def test_every_forecaster_forecasts_the_same_test_samples(predictions: pd.DataFrame) -> None:
     assert set(predictions["forecaster"][predictions["target"] == "variance_21d"]) == VOLATILITY
     assert set(predictions["forecaster"][predictions["target"] == "log_return_5d"]) == RETURNS
+    quantile_targets = {t for t in predictions["target"].unique() if "_q" in t}
+    assert quantile_targets == {"log_return_5d_q05", "log_return_5d_q50", "log_return_5d_q95"}
     samples = {
         name: set(zip(group["date"], group["ticker"], strict=True))
         for name, group in predictions.groupby(["target", "forecaster"])
@@ -100,6 +102,9 @@ def test_metrics_and_artefacts(tmp_path: Path, predictions: pd.DataFrame) -> Non
     assert model["dm_baseline"] == best
     assert metrics["returns"]["historical_mean"]["r2_oos"] == pytest.approx(0.0)
     assert metrics["returns"]["zero"]["ic_mean"] is None
+    coverage = metrics["returns"]["model"]["quantile_coverage"]
+    assert list(coverage) == ["0.05", "0.50", "0.95"]
+    assert coverage["0.05"] <= coverage["0.50"] <= coverage["0.95"]
 
     out = tmp_path / "evaluation"
     write_evaluation(
@@ -115,7 +120,7 @@ def test_metrics_and_artefacts(tmp_path: Path, predictions: pd.DataFrame) -> Non
     assert list(table.columns) == ["date", "ticker", "forecaster", "target", "forecast", "realized"]
     assert len(table) == len(predictions)
     assert "| model |" in (out / "report.md").read_text()
-    for plot in ("loss.png", "volatility.png", "ic.png"):
+    for plot in ("loss.png", "volatility.png", "ic.png", "quantile_calibration.png"):
         assert (out / plot).read_bytes()[:4] == b"\x89PNG"
 
 

@@ -69,7 +69,15 @@ def test_saved_model_signature_serves_finite_forecasts(trained) -> None:
     windows = build_windows(features, 5, latest_only=True)
     loaded = tf.saved_model.load(str(result.path))
     out = loaded.signatures["serving_default"](features=tf.constant(windows.features))
-    assert set(out) == {"expected_log_return_5d", "variance_21d", "volatility_21d"}
+    assert set(out) == {
+        "expected_log_return_5d",
+        "log_return_quantiles_5d",
+        "variance_21d",
+        "volatility_21d",
+    }
+    quantiles = out["log_return_quantiles_5d"].numpy()
+    assert quantiles.shape == (len(windows), 3)
+    assert (np.diff(quantiles, axis=1) >= 0).all()  # 5% <= 50% <= 95%, by construction
     volatility = out["volatility_21d"].numpy()[:, 0]
     variance = out["variance_21d"].numpy()[:, 0]
     assert np.isfinite(out["expected_log_return_5d"].numpy()).all()
@@ -115,3 +123,19 @@ def test_too_little_data_is_a_training_error() -> None:
 def test_missing_model_store_says_how_to_build_one(tmp_path: Path) -> None:
     with pytest.raises(ArtifactNotFound, match="quantserve pipeline"):
         latest_version(tmp_path / "nothing")
+
+
+def test_losses_match_their_definitions() -> None:
+    from keras import ops
+
+    from training.model import QUANTILES, pinball_loss, qlike_log_loss
+
+    y, h = np.array([[0.02], [0.01]]), np.array([[0.01], [0.02]])
+    expected = np.mean(y / h - np.log(y / h) - 1, axis=-1)
+    got = ops.convert_to_numpy(qlike_log_loss(np.log(y), np.log(h)))
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    target = np.array([[0.0]])
+    predicted = np.array([[-1.0, 0.5, 2.0]])
+    # below the 5% quantile costs 0.05 a unit, above the median/95% costs 0.5/0.95 a unit
+    manual = np.mean([QUANTILES[0] * 1.0, (1 - QUANTILES[1]) * 0.5, (1 - QUANTILES[2]) * 2.0])
+    np.testing.assert_allclose(ops.convert_to_numpy(pinball_loss(target, predicted)), [manual])

@@ -76,7 +76,22 @@ def compute_metrics(predictions: pd.DataFrame) -> Metrics:
             "hit_rate": _finite(hit_rate(realized, forecast)),
             "rmse": _finite(rmse(realized, forecast)),
         }
+    coverage = quantile_coverage(predictions)
+    if coverage and MODEL in returns:
+        returns[MODEL]["quantile_coverage"] = coverage
     return {"volatility": volatility, "returns": returns}
+
+
+def quantile_coverage(predictions: pd.DataFrame) -> dict[str, float]:
+    """Share of realized returns at or below each forecast quantile (ideal: the level)."""
+    coverage = {}
+    for target, group in predictions.groupby("target", sort=True):
+        name = str(target)
+        if not name.startswith(f"{RETURN_TARGET}_q"):
+            continue
+        level = int(name.rsplit("_q", 1)[1]) / 100
+        coverage[f"{level:.2f}"] = float(np.mean(group["realized"] <= group["forecast"]))
+    return coverage
 
 
 def write_evaluation(
@@ -140,6 +155,10 @@ def render_report(metrics: Metrics, context: dict[str, Any]) -> str:
             f"| {name} | {_fmt(row['ic_mean'])} | {_fmt(row['ic_t'], 2)} | {_fmt(row['r2_oos'])} "
             f"| {_fmt(row['hit_rate'])} | {_fmt(row['rmse'])} |"
         )
+    coverage = returns.get(MODEL, {}).get("quantile_coverage")
+    if coverage:
+        shown = ", ".join(f"{float(k):.0%} quantile: {v:.1%}" for k, v in coverage.items())
+        lines += ["", f"Share of realized returns at or below the model's quantiles: {shown}."]
     lines += [
         "",
         "The IC t-statistic treats dates as independent; overlapping 5-day returns make it "
@@ -202,6 +221,21 @@ def _plots(
     axis.legend()
     figure.savefig(folder / "ic.png", dpi=100, bbox_inches="tight")
     plt.close(figure)
+
+    coverage = quantile_coverage(predictions)
+    if coverage:
+        levels = [float(k) for k in coverage]
+        figure, axis = plt.subplots(figsize=(4.5, 4.5))
+        axis.plot([0, 1], [0, 1], color="grey", lw=0.5, label="perfect calibration")
+        axis.plot(levels, list(coverage.values()), "o-", label="model")
+        axis.set(
+            xlabel="quantile level",
+            ylabel="share of realized returns at or below",
+            title="Quantile calibration, 5-day return",
+        )
+        axis.legend()
+        figure.savefig(folder / "quantile_calibration.png", dpi=100, bbox_inches="tight")
+        plt.close(figure)
 
 
 def _sorted(predictions: pd.DataFrame, target: str) -> pd.DataFrame:

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 RETURN_TARGET = "log_return_5d"
 VARIANCE_TARGET = "variance_21d"
+QUANTILE_TARGET = "log_return_5d_q{level:02d}"  # the model's quantile forecasts
 PREDICTION_COLUMNS = ("date", "ticker", "forecaster", "target", "forecast", "realized")
 
 
@@ -92,7 +93,7 @@ def evaluate_refit(
 ) -> pd.DataFrame:
     """Every forecaster's forecasts for one refit's test period (long format)."""
     from training.fit import fit_forecaster
-    from training.model import RETURN_OUTPUT, VARIANCE_OUTPUT
+    from training.model import QUANTILES, QUANTILES_OUTPUT, RETURN_OUTPUT, VARIANCE_OUTPUT
 
     lookback = config.training.lookback_days
     windows = build_windows(features, lookback)
@@ -137,13 +138,26 @@ def evaluate_refit(
                 features, keys, refit, asymmetric, fallback=variances["ewma_0.94"]
             )
 
-    frames = [
-        _long(keys, name, RETURN_TARGET, forecast, test.target_log_return)
-        for name, forecast in returns.items()
-    ] + [
-        _long(keys, name, VARIANCE_TARGET, forecast, test.target_variance)
-        for name, forecast in variances.items()
-    ]
+    frames = (
+        [
+            _long(keys, name, RETURN_TARGET, forecast, test.target_log_return)
+            for name, forecast in returns.items()
+        ]
+        + [
+            _long(keys, name, VARIANCE_TARGET, forecast, test.target_variance)
+            for name, forecast in variances.items()
+        ]
+        + [
+            _long(
+                keys,
+                "model",
+                QUANTILE_TARGET.format(level=round(level * 100)),
+                predicted[QUANTILES_OUTPUT][:, i],
+                test.target_log_return,
+            )
+            for i, level in enumerate(QUANTILES)
+        ]
+    )
     result = pd.concat(frames, ignore_index=True)
     result["refit_train_end"] = refit.train_end
     return result
