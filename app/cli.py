@@ -168,6 +168,14 @@ def evaluate(
     _print_evaluation(metrics)
 
 
+@cli.command()
+def challenger(master: MasterOption = None) -> None:
+    """Train the Spark ML GBT challenger on all data; save it under models/spark/<version>/."""
+    settings = _settings_with_master(master)
+    version, path = _run("challenger", lambda: _challenger_step(settings))
+    console.print(f"saved the GBT challenger as version {version} at {path}")
+
+
 @models_cli.command("list")
 def models_list() -> None:
     """Every version of the model with its stage and validation scores."""
@@ -334,6 +342,28 @@ def _print_evaluation(metrics: dict[str, Any]) -> None:
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
+
+
+def _challenger_step(settings: Settings) -> tuple[int, Path]:
+    import json
+
+    from training.challenger import train_and_save_challenger
+    from training.spark import build_spark_session
+
+    manifest_path = settings.features_dir / "_manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    spark = build_spark_session(
+        settings.spark.master, "quantserve-challenger", driver_memory=settings.spark.driver_memory
+    )
+    try:
+        return train_and_save_challenger(
+            spark,
+            settings.features_dir,
+            settings.models_dir,
+            {key: manifest.get(key) for key in ("input_sha256", "feature_code_version")},
+        )
+    finally:
+        spark.stop()
 
 
 def _features_step(settings: Settings) -> dict[str, Any]:

@@ -142,11 +142,27 @@ def test_diebold_mariano_and_r2() -> None:
 
 def test_refits_run_as_spark_tasks(spark, tmp_path: Path, features: pd.DataFrame) -> None:
     path = tmp_path / "features"
-    table = features.assign(close=100.0, year=features[schema.DATE].dt.year)
+    # dates as Arrow date32, as the Spark job writes them (Spark reads no ns timestamps)
+    table = features.assign(
+        close=100.0, year=features[schema.DATE].dt.year, date=features[schema.DATE].dt.date
+    )
     table.to_parquet(path, partition_cols=["year"])
     config = WalkForwardConfig(first_test_year=2012, training=CONFIG.training, garch=False)
     distributed = run_walk_forward(spark, path, config)
     local = run_walk_forward(None, path, config)
+    # The Spark ML challenger needs Spark: it is only in the distributed run, scored on
+    # exactly the model's samples, both targets.
+    challenger = distributed[distributed["forecaster"] == "spark_gbt"]
+    distributed = distributed[distributed["forecaster"] != "spark_gbt"]
+    model = distributed[distributed["forecaster"] == "model"]
+    for target in ("log_return_5d", "variance_21d"):
+        ours = challenger[challenger["target"] == target]
+        theirs = model[model["target"] == target]
+        assert set(zip(ours["date"], ours["ticker"], strict=True)) == set(
+            zip(theirs["date"], theirs["ticker"], strict=True)
+        )
+        assert np.isfinite(ours["forecast"]).all()
+    assert (challenger.loc[challenger["target"] == "variance_21d", "forecast"] > 0).all()
     assert sorted(distributed["refit_train_end"].dt.year.unique()) == [2011, 2012]
     baselines = ["date", "ticker", "forecaster", "target"]
     key = distributed.sort_values(baselines).reset_index(drop=True)

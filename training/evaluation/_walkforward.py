@@ -47,6 +47,8 @@ class WalkForwardConfig:
         default_factory=lambda: TrainingConfig(epochs=8, window_stride=2)
     )
     garch: bool = True
+    challenger: bool = True
+    """Also walk the Spark ML GBT challenger forward (needs a Spark session)."""
 
     def __post_init__(self) -> None:
         if self.purge_days < schema.VOLATILITY_HORIZON_DAYS:
@@ -180,7 +182,18 @@ def run_walk_forward(
             .map(lambda refit: _refit_task(path, refit, config))
             .collect()
         )
-    return pd.concat(parts, ignore_index=True)
+    predictions = pd.concat(parts, ignore_index=True)
+    if spark is not None and config.challenger:
+        from training.challenger import challenger_forecasts
+
+        model_rows = predictions[
+            (predictions["forecaster"] == "model")
+            & predictions["target"].isin([RETURN_TARGET, VARIANCE_TARGET])
+        ]
+        samples = model_rows.loc[:, ["date", "ticker", "target", "realized", "refit_train_end"]]
+        challenger = challenger_forecasts(spark, features_path, refits, samples)
+        predictions = pd.concat([predictions, challenger], ignore_index=True)
+    return predictions
 
 
 def _refit_task(features_path: str, refit: Refit, config: WalkForwardConfig) -> pd.DataFrame:
