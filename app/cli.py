@@ -176,6 +176,38 @@ def challenger(master: MasterOption = None) -> None:
     console.print(f"saved the GBT challenger as version {version} at {path}")
 
 
+@cli.command()
+def rebuild(version: Annotated[int, typer.Argument(help="The version to rebuild.")]) -> None:
+    """Train VERSION again from the same data, feature code and seeds; export a new version."""
+    from training.features import load_features
+    from training.model_store import read_metadata
+    from training.rebuild import rebuild_version
+    from training.train import load_training_inputs
+
+    settings = get_settings()
+
+    def step() -> Any:
+        data_manifest, features_manifest, quality = load_training_inputs(settings.data_dir)
+        return rebuild_version(
+            load_features(settings.features_dir),
+            settings.models_dir,
+            settings.model_name,
+            version,
+            data_manifest=data_manifest,
+            features_manifest=features_manifest,
+            quality_report=quality,
+        )
+
+    result = _run("rebuild", step)
+    original = read_metadata(settings.models_dir / settings.model_name / str(version))
+    same = original["validation_metrics"] == result.metadata["validation_metrics"]
+    console.print(
+        f"rebuilt version {version} as version {result.version}: validation metrics "
+        f"{'identical' if same else 'differ'}"
+    )
+    _print_training(result.metadata)
+
+
 @models_cli.command("list")
 def models_list() -> None:
     """Every version of the model with its stage and validation scores."""

@@ -139,3 +139,42 @@ def test_losses_match_their_definitions() -> None:
     # below the 5% quantile costs 0.05 a unit, above the median/95% costs 0.5/0.95 a unit
     manual = np.mean([QUANTILES[0] * 1.0, (1 - QUANTILES[1]) * 0.5, (1 - QUANTILES[2]) * 2.0])
     np.testing.assert_allclose(ops.convert_to_numpy(pinball_loss(target, predicted)), [manual])
+
+
+def test_a_version_rebuilds_to_the_same_metrics_from_the_same_inputs(tmp_path: Path) -> None:
+    from training.errors import DataError
+    from training.rebuild import rebuild_version
+
+    features = synthetic_features(n_days=300)
+    data = {"prices_sha256": "p1"}
+    feature_manifest = {"feature_code_version": "f1"}
+    first = train_and_export(
+        features,
+        tmp_path,
+        "m",
+        TINY.model_copy(update={"seed": 3}),
+        data_manifest=data,
+        features_manifest=feature_manifest,
+    )
+    again = rebuild_version(
+        features,
+        tmp_path,
+        "m",
+        first.version,
+        data_manifest=data,
+        features_manifest=feature_manifest,
+        quality_report=None,
+    )
+    assert again.version == 2
+    assert again.metadata["training"]["seed"] == 3
+    assert again.metadata["validation_metrics"] == first.metadata["validation_metrics"]
+    with pytest.raises(DataError, match="prices SHA-256 p1, the current data has p2"):
+        rebuild_version(
+            features,
+            tmp_path,
+            "m",
+            1,
+            data_manifest={"prices_sha256": "p2"},
+            features_manifest=feature_manifest,
+            quality_report=None,
+        )
