@@ -39,6 +39,8 @@ def test_export_is_a_tf_serving_version_with_metadata(trained) -> None:
     assert result.version == 1
     assert result.path == models / "tiny" / "1"
     assert (result.path / "saved_model.pb").is_file()
+    events = list((result.path / "tensorboard").rglob("events.out.tfevents.*"))
+    assert {p.parent.name for p in events} == {"train", "validation"}
     assert list_versions(models / "tiny") == [1]
     metadata = json.loads((result.path / "metadata.json").read_text())
     assert metadata["features"] == list(schema.FEATURE_COLUMNS)
