@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 JAVA_HINT := Spark needs Java 17: apt-get install -y openjdk-17-jre-headless
 
 .DEFAULT_GOAL := help
-.PHONY: help install java serve pipeline test lint format bench clean
+.PHONY: help install java prometheus serve pipeline test lint format bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,7 +29,11 @@ serve: install java ## Build a model from the embedded data if none exists, then
 pipeline: install java ## Re-run ingest, features and training (a new model version)
 	$(BIN)/quantserve pipeline
 
-test: install java ## Run the whole test suite
+# Debian's Prometheus for the monitoring tests, installed as root when missing (they skip without it).
+prometheus:
+	@sh tests/monitoring/install-prometheus.sh
+
+test: install java prometheus ## Run the whole test suite
 	$(BIN)/pytest
 
 lint: install ## ruff (lint + format check) and mypy
@@ -44,6 +48,10 @@ format: install ## Apply ruff's fixes and formatting
 bench: install java ## Benchmarks (figures go to docs/benchmarks.md)
 	$(BIN)/quantserve pipeline --if-missing
 	$(BIN)/python -m bench.serving
+
+.PHONY: bench-optimizer
+bench-optimizer: install ## Optimizer: quantserve vs naive cvxpy vs skfolio, 20-2000 assets (~3 min)
+	$(BIN)/python -m bench.optimizer
 
 clean: ## Remove the venv, data outputs and trained models
 	rm -rf $(VENV) data models/*/ .pytest_cache .mypy_cache .ruff_cache

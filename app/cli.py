@@ -136,12 +136,17 @@ def serve(
     import uvicorn
 
     settings = get_settings()
+    from app.core.logging import logging_config
+
     uvicorn.run(
         "app.main:create_app",
         factory=True,
         host=host or settings.host,
         port=port or settings.port,
         log_level=settings.log_level,
+        # JSON lines with request ids; the middleware writes the access log.
+        log_config=logging_config(settings.log_level),
+        access_log=False,
     )
 
 

@@ -16,6 +16,8 @@ from app.api.problems import install_problem_handlers
 from app.api.routes import forecasts, health, models, portfolios
 from app.core.config import Settings, get_settings
 from app.core.metrics import ServiceMetrics, instrument_http
+from app.core.middleware import RequestIdMiddleware
+from app.services.monitoring import publish
 from app.services.serving import load_serving_state
 
 logger = logging.getLogger(__name__)
@@ -25,12 +27,10 @@ logger = logging.getLogger(__name__)
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load the serving model and features before the first request; never at import."""
     settings: Settings = app.state.settings
-    state = await run_in_threadpool(load_serving_state, settings)
-    app.state.serving = state
     metrics: ServiceMetrics = app.state.metrics
-    metrics.model_ready.set(1 if state.ready else 0)
-    if state.model is not None:
-        metrics.model_info.labels(state.model.name, str(state.model.version)).set(1)
+    state = await run_in_threadpool(load_serving_state, settings, metrics)
+    app.state.serving = state
+    publish(metrics, state.monitoring)
     # TensorFlow, the model and the feature table leave ~400k long-lived objects, and a
     # full collection over them takes ~170 ms: it showed up as a 100-140 ms p99 on
     # every endpoint. Freezing moves them out of the collector's sight.
@@ -64,4 +64,6 @@ def create_app(
     for module in (health, models, forecasts, portfolios):
         app.include_router(module.router)
     instrument_http(app, registry)
+    # Added last, so outermost: the request id is set before anything else logs.
+    app.add_middleware(RequestIdMiddleware)
     return app

@@ -1,10 +1,12 @@
-"""Session-wide fixtures: one Spark session per test run, the embedded data set."""
+"""Session-wide fixtures: one Spark session per test run, one run of the real pipeline."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pandas as pd
 import pytest
 
 if TYPE_CHECKING:
@@ -19,3 +21,51 @@ def spark() -> Iterator[SparkSession]:
     session = build_spark_session("local[2]", "quantserve-tests", shuffle_partitions=4)
     yield session
     session.stop()
+
+
+PIPELINE_TICKERS = ["AAPL", "JNJ", "JPM", "XOM", "WMT"]
+
+
+@pytest.fixture(scope="session")
+def pipeline_dir(spark, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """5 tickers and the index over 2015-2018, through the whole offline pipeline.
+
+    Returns the root holding ``data/`` and ``models/``; every test that needs a real
+    model shares it, so none may write there.
+    """
+    from training.config import IngestConfig, TrainingConfig
+    from training.features import load_features, run_features_job
+    from training.ingest import run_ingest
+    from training.sources import embedded_dataset_files
+    from training.train import load_training_inputs, train_and_export
+
+    root = tmp_path_factory.mktemp("e2e")
+    stocks_path, index_path = embedded_dataset_files()
+    stocks = pd.read_csv(stocks_path)
+    index = pd.read_csv(index_path)
+    wide = stocks[["Date", *PIPELINE_TICKERS]].merge(index, on="Date")
+    wide = wide[(wide["Date"] >= "2015-01-01") & (wide["Date"] <= "2018-12-31")]
+    source = root / "slice.csv"
+    wide.to_csv(source, index=False)
+
+    data_dir = root / "data"
+    report = run_ingest(data_dir / "raw", IngestConfig(), source=source, benchmark="SP500")
+    assert report.manifest["rows"] == len(wide) * 6
+    run_features_job(
+        spark,
+        data_dir / "raw" / "prices.parquet",
+        data_dir / "features",
+        benchmark="SP500",
+        input_manifest_sha256=report.manifest["prices_sha256"],
+    )
+    data_manifest, features_manifest, quality = load_training_inputs(data_dir)
+    train_and_export(
+        load_features(data_dir / "features"),
+        root / "models",
+        "forecaster",
+        TrainingConfig(lookback_days=10, hidden_units=8, epochs=3),
+        data_manifest=data_manifest,
+        features_manifest=features_manifest,
+        quality_report=quality,
+    )
+    return root

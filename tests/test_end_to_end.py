@@ -11,58 +11,18 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
 from app.core.config import Settings
 from app.main import create_app
-from training.config import IngestConfig, TrainingConfig
-from training.features import load_features, run_features_job
-from training.ingest import run_ingest
-from training.sources import embedded_dataset_files
-from training.train import load_training_inputs, train_and_export
+from tests.conftest import PIPELINE_TICKERS
 
 pytestmark = pytest.mark.slow
 
-TICKERS = ["AAPL", "JNJ", "JPM", "XOM", "WMT"]
+TICKERS = PIPELINE_TICKERS  # the slice the session's `pipeline_dir` fixture trains on
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture(scope="module")
-def pipeline_dir(spark, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """5 tickers and the index over 2015-2018, through the whole offline pipeline."""
-    root = tmp_path_factory.mktemp("e2e")
-    stocks_path, index_path = embedded_dataset_files()
-    stocks = pd.read_csv(stocks_path)
-    index = pd.read_csv(index_path)
-    wide = stocks[["Date", *TICKERS]].merge(index, on="Date")
-    wide = wide[(wide["Date"] >= "2015-01-01") & (wide["Date"] <= "2018-12-31")]
-    source = root / "slice.csv"
-    wide.to_csv(source, index=False)
-
-    data_dir = root / "data"
-    report = run_ingest(data_dir / "raw", IngestConfig(), source=source, benchmark="SP500")
-    assert report.manifest["rows"] == len(wide) * 6
-    run_features_job(
-        spark,
-        data_dir / "raw" / "prices.parquet",
-        data_dir / "features",
-        benchmark="SP500",
-        input_manifest_sha256=report.manifest["prices_sha256"],
-    )
-    data_manifest, features_manifest, quality = load_training_inputs(data_dir)
-    train_and_export(
-        load_features(data_dir / "features"),
-        root / "models",
-        "forecaster",
-        TrainingConfig(lookback_days=10, hidden_units=8, epochs=3),
-        data_manifest=data_manifest,
-        features_manifest=features_manifest,
-        quality_report=quality,
-    )
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +170,8 @@ def test_unknown_routes_and_methods_are_problems(client: TestClient) -> None:
 def test_metrics_expose_http_and_optimizer_series(client: TestClient) -> None:
     client.post("/v1/portfolios/optimize", json={"tickers": TICKERS})
     text = client.get("/metrics").text
-    assert 'quantserve_model_info{name="forecaster",version="1"} 1.0' in text
+    # Labels print sorted; no version was promoted, so the newest serves as a candidate.
+    assert 'quantserve_model_info{name="forecaster",stage="candidate",version="1"} 1.0' in text
     assert "quantserve_model_ready 1.0" in text
     assert (
         'quantserve_optimizer_solve_seconds_count{objective="min_variance",status="optimal"}'

@@ -4,12 +4,16 @@ The split is by time. The last ``validation_fraction`` of forecast dates validat
 training dates end ``VOLATILITY_HORIZON_DAYS`` trading days before the first validation
 date, so no training target (which looks up to 21 days ahead) overlaps a validation
 date. Samples inside stale-price stretches flagged by ingest are left out of both.
-Normalisation statistics and target scales come from the training split only.
+Normalisation statistics, target scales and the drift reference (each feature's
+decile bins, written to ``drift_reference.json`` beside the model) come from the
+training split only.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +26,7 @@ import pandas as pd
 from training import schema
 from training.config import TrainingConfig
 from training.dataset import WindowedSamples, build_windows
+from training.drift import DRIFT_REFERENCE_FILE, drift_reference, write_drift_reference
 from training.errors import ArtifactNotFound, TrainingError
 from training.fit import fit_forecaster
 from training.metrics import return_metrics, volatility_metrics
@@ -64,14 +69,28 @@ def train_and_export(
     train, validation, split = split_by_time(samples, config.validation_fraction)
     train = train.select(np.arange(len(train)) % config.window_stride == 0)
 
-    fitted = fit_forecaster(train, validation, config, verbose=verbose)
+    # TensorBoard logs go to a scratch folder first: the version folder exists only
+    # once the export succeeds.
+    tensorboard_logs = Path(tempfile.mkdtemp(prefix="quantserve-tensorboard-"))
+    fitted = fit_forecaster(train, validation, config, verbose=verbose, log_dir=tensorboard_logs)
     serving = fitted.serving
     predicted = fitted.predict(validation.features)
     metrics = validation_metrics(validation, predicted[RETURN_OUTPUT], predicted[VARIANCE_OUTPUT])
 
+    # The distribution live features are compared with: each training sample's own
+    # row (the last of its window), from the training split only.
+    reference = drift_reference(train.features[:, -1, :], schema.FEATURE_COLUMNS)
+    drift_description = {
+        "fitted_on": "training split: the feature row at each training sample's date",
+        "rows": len(train),
+        "date_range": split["train"],
+    }
+
     with new_version(models_dir / model_name) as (version, export_dir):
         serving.export(str(export_dir), format="tf_saved_model", verbose=False)
+        shutil.move(str(tensorboard_logs), export_dir / "tensorboard")
         _check_export(export_dir, validation.features[:64], predicted, tf)
+        write_drift_reference(export_dir, reference, drift_description)
         metadata = {
             "name": model_name,
             "version": version,
@@ -110,6 +129,7 @@ def train_and_export(
                 "tickers": sorted(set(samples.tickers.tolist())),
             },
             "validation_metrics": metrics,
+            "drift_reference": {"file": DRIFT_REFERENCE_FILE, **drift_description},
             "training": {
                 **config.model_dump(),
                 "epochs_run": len(fitted.history["loss"]),
@@ -225,7 +245,8 @@ def _check_export(
     signature = loaded.signatures["serving_default"]
     result = signature(features=tf.constant(sample))
     for key, value in result.items():
-        got = value.numpy()[:, 0]
+        got = value.numpy()
+        got = got[:, 0] if got.shape[-1] == 1 else got
         want = expected[key][: len(sample)]
         if not np.allclose(got, want, rtol=1e-4, atol=1e-6):
             raise TrainingError(f"the exported signature's {key!r} differs from the trained model")

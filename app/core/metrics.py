@@ -1,9 +1,18 @@
-"""Prometheus metrics on an injected registry (tests build a fresh one per app)."""
+"""Prometheus metrics on an injected registry (tests build a fresh one per app).
+
+Every name carries the ``quantserve_`` prefix and a base unit (``_seconds``,
+``_timestamp_seconds``, ``_total`` for counters, ``_info`` for the model's identity), and
+no label takes unbounded values: no ticker, request id or key is ever a label.
+
+With several worker processes, ``PROMETHEUS_MULTIPROC_DIR`` must be set before
+``prometheus_client`` is imported; counters and histograms are then summed over the
+workers, and each gauge says how its workers' values combine (``multiprocess_mode``).
+"""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_fastapi_instrumentator import Instrumentator
 
 # Fine enough to read a millisecond p99, wide enough for a cold optimizer solve.
@@ -27,29 +36,121 @@ LATENCY_BUCKETS_SECONDS = (
     10.0,
 )
 
+# Why a model failed to load (the ``reason`` label of the load-failure counter).
+LOAD_FAILURE_REASONS = ("missing", "invalid", "error")
 
-class ServiceMetrics:
-    """The service's own metrics, beside the HTTP ones from the instrumentator."""
+
+class OptimizerSolveMetrics:
+    """Solve time (histogram) and outcome (counter) of optimizations, by objective and status.
+
+    ``labels(objective, status).observe(seconds)`` records both, so the outcome counter
+    ``quantserve_optimizer_solves_total`` and the histogram's count never disagree.
+    """
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.registry = registry
-        self.optimizer_solve_seconds = Histogram(
+        self.seconds = Histogram(
             "quantserve_optimizer_solve_seconds",
             "Wall time of one portfolio optimization, by objective and outcome.",
             ["objective", "status"],
             buckets=LATENCY_BUCKETS_SECONDS,
             registry=registry,
         )
+        self.outcomes = Counter(
+            "quantserve_optimizer_solves",
+            "Portfolio optimizations by objective and outcome (solver status, or error).",
+            ["objective", "status"],
+            registry=registry,
+        )
+
+    def labels(self, objective: str, status: str) -> _LabelledSolve:
+        """The series of one objective and outcome."""
+        return _LabelledSolve(
+            self.seconds.labels(objective, status), self.outcomes.labels(objective, status)
+        )
+
+
+class _LabelledSolve:
+    def __init__(self, seconds: Histogram, outcomes: Counter) -> None:
+        self._seconds = seconds
+        self._outcomes = outcomes
+
+    def observe(self, seconds: float) -> None:
+        self._seconds.observe(seconds)
+        self._outcomes.inc()
+
+
+class ServiceMetrics:
+    """The service's own metrics, beside the HTTP ones from the instrumentator."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.optimizer_solve_seconds = OptimizerSolveMetrics(registry)
         self.model_info = Gauge(
             "quantserve_model_info",
-            "1 for the model version that is serving.",
-            ["name", "version"],
+            "1 for the model version that is serving, with its registry stage.",
+            ["name", "version", "stage"],
             registry=registry,
+            multiprocess_mode="livemax",
         )
         self.model_ready = Gauge(
             "quantserve_model_ready",
             "1 when a model is loaded and serving, else 0.",
             registry=registry,
+            multiprocess_mode="livemin",
+        )
+        self.model_inference_seconds = Histogram(
+            "quantserve_model_inference_seconds",
+            "Wall time of one call of the model's serving signature (one batch).",
+            ["model", "version"],
+            buckets=LATENCY_BUCKETS_SECONDS,
+            registry=registry,
+        )
+        self.model_load_failures = Counter(
+            "quantserve_model_load_failures",
+            "Model loads that failed: missing (no version or features yet), invalid (an "
+            "artifact the pipeline rejects), error (anything else, such as a corrupt "
+            "SavedModel).",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in LOAD_FAILURE_REASONS:
+            self.model_load_failures.labels(reason)
+        self.model_data_cutoff = Gauge(
+            "quantserve_model_data_cutoff_timestamp_seconds",
+            "Latest date of the features the serving model forecasts from (00:00 UTC).",
+            ["model"],
+            registry=registry,
+            multiprocess_mode="livemostrecent",
+        )
+        self.feature_drift = Gauge(
+            "quantserve_feature_drift_psi",
+            "Population stability index of each feature's latest rows against the "
+            "training split (>0.25: a large shift).",
+            ["feature"],
+            registry=registry,
+            multiprocess_mode="livemostrecent",
+        )
+        self.pipeline_last_run = Gauge(
+            "quantserve_pipeline_last_run_timestamp_seconds",
+            "When each pipeline step last wrote its output, read from its manifest.",
+            ["step"],
+            registry=registry,
+            multiprocess_mode="livemostrecent",
+        )
+        self.pipeline_rows = Gauge(
+            "quantserve_pipeline_rows",
+            "Rows each pipeline step produced in its last run (ingest: valid prices; "
+            "features: feature rows; train: training samples).",
+            ["step"],
+            registry=registry,
+            multiprocess_mode="livemostrecent",
+        )
+        self.pipeline_quarantined_rows = Gauge(
+            "quantserve_pipeline_quarantined_rows",
+            "Rows each pipeline step rejected in its last run (ingest only, so far).",
+            ["step"],
+            registry=registry,
+            multiprocess_mode="livemostrecent",
         )
 
 
