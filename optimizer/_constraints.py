@@ -7,12 +7,13 @@ for the plain weight variable ``w`` (``scale=None``) and for the homogenised max
 variable ``y = kappa * w`` (``scale=kappa``), where right-hand sides are multiplied
 by ``kappa``.
 
-Before solving, ``check_feasible`` rejects values that are impossible on their own and
-:func:`check_jointly_feasible` those impossible together; after solving, ``violation``
-measures the solution against the request's values.
+Before solving, ``check_feasible`` rejects values that are impossible on their own,
+:func:`check_jointly_feasible` those impossible together, and ``check_against`` those
+impossible given the request's data (current weights, per-asset bounds); after
+solving, ``violation`` measures the solution against the request's values.
 
-New constraints (groups, turnover, tracking error, leverage, max volatility) slot in as
-new subclasses of :class:`Constraint`.
+More constraints live in ``_portfolio_constraints`` (per-asset bounds, leverage,
+groups, turnover) and ``_risk_constraints`` (tracking error, maximum volatility).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from typing import ClassVar
 import cvxpy as cp
 import numpy as np
 
+from optimizer._data import ProblemData
 from optimizer._errors import InvalidProblem
+from optimizer._terms import CompileContext
 from optimizer._typing import FloatArray, ParameterValue
 
 _BOUND_SLACK = 1e-12
@@ -42,7 +45,7 @@ class CompiledConstraint:
     parameters: Mapping[str, cp.Parameter] = field(default_factory=dict)
 
 
-def _times_scale(value: cp.Expression | float, scale: cp.Variable | None) -> cp.Expression | float:
+def times_scale(value: cp.Expression | float, scale: cp.Expression | None) -> cp.Expression | float:
     """``value`` for the plain problem, ``value * kappa`` for the homogenised one."""
     return value if scale is None else value * scale
 
@@ -68,25 +71,39 @@ class Constraint(ABC):
         """
         return
 
+    def check_against(self, data: ProblemData, lower: FloatArray, upper: FloatArray) -> None:
+        """Raise ``InvalidProblem`` if the values are impossible given ``data``.
+
+        ``lower`` and ``upper`` are the per-asset bounds implied by all the
+        constraints together. The default accepts any values.
+        """
+        return
+
     def weight_bounds(self, n_assets: int) -> tuple[FloatArray, FloatArray]:
         """Per-asset lower and upper bounds implied by this constraint alone."""
         return np.full(n_assets, -np.inf), np.full(n_assets, np.inf)
 
     @abstractmethod
-    def compile(self, weights: cp.Variable, scale: cp.Variable | None) -> CompiledConstraint:
-        """Build the cvxpy constraints on ``weights`` (homogenised by ``scale`` if given)."""
+    def compile(
+        self, weights: cp.Variable, scale: cp.Expression | None, context: CompileContext
+    ) -> CompiledConstraint:
+        """Build the cvxpy constraints on ``weights`` (homogenised by ``scale`` if given).
 
-    def parameter_values(self) -> dict[str, ParameterValue]:
+        ``context`` holds the problem's shared terms (its risk term, for the risk
+        constraints).
+        """
+
+    def parameter_values(self, data: ProblemData) -> dict[str, ParameterValue]:
         """Values for the parameters created by ``compile``, keyed by the same names."""
         return {}
 
-    def update(self, compiled: CompiledConstraint) -> None:
-        """Copy this object's values into ``compiled``'s parameters."""
-        for key, value in self.parameter_values().items():
+    def update(self, compiled: CompiledConstraint, data: ProblemData) -> None:
+        """Copy this object's values (and what they imply for ``data``) into ``compiled``."""
+        for key, value in self.parameter_values(data).items():
             compiled.parameters[key].value = value
 
     @abstractmethod
-    def violation(self, weights: FloatArray) -> float:
+    def violation(self, weights: FloatArray, data: ProblemData) -> float:
         """How far ``weights`` are from satisfying the constraint (0 when satisfied)."""
 
 
@@ -96,11 +113,13 @@ class Budget(Constraint):
 
     name: ClassVar[str] = "budget"
 
-    def compile(self, weights: cp.Variable, scale: cp.Variable | None) -> CompiledConstraint:
+    def compile(
+        self, weights: cp.Variable, scale: cp.Expression | None, context: CompileContext
+    ) -> CompiledConstraint:
         """``sum(w) == 1``, or ``sum(y) == kappa`` when homogenised."""
-        return CompiledConstraint(self.name, (weights.sum() == _times_scale(1.0, scale),))
+        return CompiledConstraint(self.name, (weights.sum() == times_scale(1.0, scale),))
 
-    def violation(self, weights: FloatArray) -> float:
+    def violation(self, weights: FloatArray, data: ProblemData) -> float:
         """``|sum(w) - 1|``."""
         return abs(float(np.sum(weights)) - 1.0)
 
@@ -115,11 +134,13 @@ class LongOnly(Constraint):
         """Lower bound 0, no upper bound."""
         return np.zeros(n_assets), np.full(n_assets, np.inf)
 
-    def compile(self, weights: cp.Variable, scale: cp.Variable | None) -> CompiledConstraint:
+    def compile(
+        self, weights: cp.Variable, scale: cp.Expression | None, context: CompileContext
+    ) -> CompiledConstraint:
         """``w >= 0`` (``y >= 0`` when homogenised, since ``kappa >= 0``)."""
         return CompiledConstraint(self.name, (weights >= 0,))
 
-    def violation(self, weights: FloatArray) -> float:
+    def violation(self, weights: FloatArray, data: ProblemData) -> float:
         """Largest negative weight, as a positive number."""
         return max(0.0, -float(np.min(weights)))
 
@@ -188,19 +209,21 @@ class WeightBounds(Constraint):
         high = np.inf if self.max_weight is None else self.max_weight
         return np.full(n_assets, low), np.full(n_assets, high)
 
-    def compile(self, weights: cp.Variable, scale: cp.Variable | None) -> CompiledConstraint:
+    def compile(
+        self, weights: cp.Variable, scale: cp.Expression | None, context: CompileContext
+    ) -> CompiledConstraint:
         """``min <= w <= max``, or ``min * kappa <= y <= max * kappa`` when homogenised."""
         constraints: list[cp.Constraint] = []
         parameters: dict[str, cp.Parameter] = {}
         if self.min_weight is not None:
             parameters["min_weight"] = cp.Parameter(name="min_weight")
-            constraints.append(weights >= _times_scale(parameters["min_weight"], scale))
+            constraints.append(weights >= times_scale(parameters["min_weight"], scale))
         if self.max_weight is not None:
             parameters["max_weight"] = cp.Parameter(name="max_weight")
-            constraints.append(weights <= _times_scale(parameters["max_weight"], scale))
+            constraints.append(weights <= times_scale(parameters["max_weight"], scale))
         return CompiledConstraint(self.name, tuple(constraints), parameters)
 
-    def parameter_values(self) -> dict[str, ParameterValue]:
+    def parameter_values(self, data: ProblemData) -> dict[str, ParameterValue]:
         """``min_weight`` and ``max_weight`` when present."""
         values: dict[str, ParameterValue] = {}
         if self.min_weight is not None:
@@ -209,7 +232,7 @@ class WeightBounds(Constraint):
             values["max_weight"] = float(self.max_weight)
         return values
 
-    def violation(self, weights: FloatArray) -> float:
+    def violation(self, weights: FloatArray, data: ProblemData) -> float:
         """Largest excursion below ``min_weight`` or above ``max_weight``."""
         low, high = self.weight_bounds(len(weights))
         return max(0.0, float(np.max(low - weights)), float(np.max(weights - high)))
@@ -262,6 +285,17 @@ def check_jointly_feasible(constraints: Sequence[Constraint], n_assets: int) -> 
             "bounds.",
             constraints=[*bounding, Budget.name],
         )
+
+
+def check_against_data(constraints: Sequence[Constraint], data: ProblemData) -> None:
+    """Raise ``InvalidProblem`` if a constraint is impossible given the request's data.
+
+    Call after :func:`check_jointly_feasible`; each constraint sees the intersected
+    per-asset bounds.
+    """
+    lower, upper = implied_weight_bounds(constraints, data.n_assets)
+    for constraint in constraints:
+        constraint.check_against(data, lower, upper)
 
 
 def clean_weights(weights: FloatArray, lower: FloatArray, upper: FloatArray) -> FloatArray:

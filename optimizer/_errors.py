@@ -52,9 +52,12 @@ class InvalidProblem(OptimizerError, ValueError):
     """The inputs are malformed, or the constraints are impossible before solving.
 
     Raised for NaN or infinite inputs, shape mismatches, a covariance that is not
-    symmetric positive semidefinite, and bounds that cannot sum to the budget
+    symmetric positive semidefinite, bounds that cannot sum to the budget
     (``max_weight * n_assets < 1``, ``min_weight * n_assets > 1``,
-    ``min_weight > max_weight``).
+    ``min_weight > max_weight``), group bounds that the members' bounds or the budget
+    rule out, a turnover limit below the trading the budget or the bounds force, a
+    return target above the best the bounds allow, and objectives missing what they
+    need (scenarios for CVaR, one positive budget per asset).
     """
 
 

@@ -2,11 +2,13 @@
 
 An objective stores only its values (``risk_aversion``, ``risk_free_rate``); these are
 parameter values, never part of the compile key. ``compile`` creates the decision
-variable(s) and the terms once per compiled problem; ``update`` sets the parameters
-for one solve.
+variable(s) once per compiled problem, using the shared risk and cost terms of the
+:class:`~optimizer._terms.CompileContext`; ``update`` sets the parameters for one
+solve (the compiled problem sets the risk term itself).
 
-New objectives (risk parity, CVaR, efficient return/risk, max diversification) slot
-in as new subclasses of :class:`Objective`.
+More objectives live in ``_targets`` (efficient return and risk), ``_risk_based``
+(risk budgeting, max diversification, min CVaR) and ``_hrp`` (hierarchical risk
+parity, which needs no solver).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import cvxpy as cp
@@ -22,7 +24,7 @@ import numpy as np
 
 from optimizer._data import ProblemData
 from optimizer._errors import InvalidProblem, NoPositiveExcessReturn, NumericalSolverError
-from optimizer._terms import ExpectedReturn, FullCovarianceRisk, Term
+from optimizer._terms import CompileContext, ExpectedReturn, LinearTransactionCost, Term
 from optimizer._typing import FloatArray
 
 _MIN_KAPPA = 1e-12
@@ -44,6 +46,9 @@ class CompiledObjective:
         The homogenising scale ``kappa`` with ``y = kappa * w``; ``None`` if plain.
     constraints : tuple of cp.Constraint
         Constraints that belong to the objective itself.
+    constraint_names : tuple of str
+        A name for each of ``constraints`` (e.g. ``"target_return"``), used when
+        diagnosing infeasibility.
     terms : mapping of str to Term
         The terms, which own the data parameters.
     parameters : mapping of str to cp.Parameter
@@ -54,6 +59,7 @@ class CompiledObjective:
     weights: cp.Variable
     scale: cp.Variable | None = None
     constraints: tuple[cp.Constraint, ...] = ()
+    constraint_names: tuple[str, ...] = ()
     terms: Mapping[str, Term] = field(default_factory=dict)
     parameters: Mapping[str, cp.Parameter] = field(default_factory=dict)
 
@@ -86,6 +92,12 @@ class Objective(ABC):
     name: ClassVar[str]
     """Short name reported in ``PortfolioResult.objective``."""
 
+    uses_costs: ClassVar[bool] = False
+    """Whether transaction costs enter the objective (else they are only reported)."""
+
+    uses_scenarios: ClassVar[bool] = False
+    """Whether the objective needs scenario returns (``ProblemData.scenarios``)."""
+
     @property
     def structure(self) -> tuple[Hashable, ...]:
         """What changes the compiled problem: the class only, never the values."""
@@ -103,13 +115,46 @@ class Objective(ABC):
         """
         return
 
+    def allocate(self, data: ProblemData) -> FloatArray | None:
+        """Weights computed directly, without a solver; ``None`` for convex programs.
+
+        Allocators that override it (hierarchical risk parity) are never compiled.
+        """
+        return None
+
     @abstractmethod
-    def compile(self, n_assets: int) -> CompiledObjective:
-        """Create the variables, terms and parameters for ``n_assets`` assets."""
+    def compile(self, context: CompileContext) -> CompiledObjective:
+        """Create the variables, terms and parameters, sharing ``context``'s terms."""
 
     @abstractmethod
     def update(self, compiled: CompiledObjective, data: ProblemData) -> None:
         """Set the parameters of ``compiled`` from ``data`` and this object's values."""
+
+
+def cost_expression(
+    compiled: CompiledObjective, weights: cp.Expression, scale: cp.Expression | None = None
+) -> cp.Expression | float:
+    """The cost term of ``compiled`` on ``weights``, or 0 when there are no costs."""
+    cost = compiled.terms.get("cost")
+    if cost is None:
+        return 0.0
+    assert isinstance(cost, LinearTransactionCost)
+    return cost.expression(weights, scale)
+
+
+def context_terms(context: CompileContext, **terms: Term) -> dict[str, Term]:
+    """``terms`` plus the context's risk term and, when present, its cost term."""
+    shared: dict[str, Term] = {"risk": context.risk, **terms}
+    if context.cost is not None:
+        shared["cost"] = context.cost
+    return shared
+
+
+def update_returns(compiled: CompiledObjective, data: ProblemData, scale: float = 1.0) -> None:
+    """Set the expected-return and cost terms (when present) with ``scale`` folded in."""
+    compiled.terms["return"].update(data, scale)
+    if "cost" in compiled.terms:
+        compiled.terms["cost"].update(data, scale)
 
 
 @dataclass(frozen=True)
@@ -118,24 +163,22 @@ class MinVariance(Objective):
 
     name: ClassVar[str] = "min_variance"
 
-    def compile(self, n_assets: int) -> CompiledObjective:
-        """``minimize sum_squares(L.T @ w)``."""
-        weights = cp.Variable(n_assets, name="weights")
-        risk = FullCovarianceRisk(n_assets)
+    def compile(self, context: CompileContext) -> CompiledObjective:
+        """``minimize ||v(w)||^2`` with ``v`` the risk vector."""
+        weights = cp.Variable(context.n_assets, name="weights")
         return CompiledObjective(
-            objective=cp.Minimize(risk.expression(weights)),
+            objective=cp.Minimize(context.risk.expression(weights)),
             weights=weights,
-            terms={"risk": risk},
+            terms={"risk": context.risk},
         )
 
     def update(self, compiled: CompiledObjective, data: ProblemData) -> None:
-        """Set the risk factor."""
-        compiled.terms["risk"].update(data)
+        """Nothing to set: the compiled problem sets the risk term."""
 
 
 @dataclass(frozen=True)
 class MeanVariance(Objective):
-    """Maximise the quadratic utility ``mu' w - (risk_aversion / 2) w' Sigma w``.
+    """Maximise the quadratic utility ``mu' w - cost(w) - (risk_aversion / 2) w' Sigma w``.
 
     This is PyPortfolioOpt's ``max_quadratic_utility`` convention.
 
@@ -147,6 +190,7 @@ class MeanVariance(Objective):
     """
 
     name: ClassVar[str] = "mean_variance"
+    uses_costs: ClassVar[bool] = True
 
     risk_aversion: float
 
@@ -158,35 +202,42 @@ class MeanVariance(Objective):
                 "larger values give less risky portfolios (PyPortfolioOpt's default is 1)."
             )
 
-    def compile(self, n_assets: int) -> CompiledObjective:
-        """``maximize mu @ w - sum_squares(F.T @ w)`` with ``F = sqrt(risk_aversion/2) L``."""
-        weights = cp.Variable(n_assets, name="weights")
-        expected_return = ExpectedReturn(n_assets)
-        # The scalar is folded into the factor parameter: a parameter times a
-        # parameter-dependent expression is not DPP.
-        risk = FullCovarianceRisk(n_assets)
-        utility = expected_return.expression(weights) - risk.expression(weights)
-        return CompiledObjective(
-            objective=cp.Maximize(utility),
+    def compile(self, context: CompileContext) -> CompiledObjective:
+        """``maximize (2 / risk_aversion) (mu @ w - cost(w)) - ||v(w)||^2``.
+
+        Dividing the utility by ``risk_aversion / 2`` leaves the optimum unchanged and
+        folds the scalar into the return and cost parameters, so that the risk term
+        stays unscaled and can be shared with the risk constraints (a parameter times
+        a parameter-dependent expression would not be DPP).
+        """
+        weights = cp.Variable(context.n_assets, name="weights")
+        expected_return = ExpectedReturn(context.n_assets)
+        compiled = CompiledObjective(
+            objective=cp.Minimize(0),
             weights=weights,
-            terms={"return": expected_return, "risk": risk},
+            terms=context_terms(context, **{"return": expected_return}),
         )
+        utility = (
+            expected_return.expression(weights)
+            - cost_expression(compiled, weights)
+            - context.risk.expression(weights)
+        )
+        return replace(compiled, objective=cp.Maximize(utility))
 
     def update(self, compiled: CompiledObjective, data: ProblemData) -> None:
-        """Set ``mu`` and the risk factor scaled by ``risk_aversion / 2``."""
-        compiled.terms["return"].update(data)
-        compiled.terms["risk"].update(data, scale=self.risk_aversion / 2.0)
+        """Set ``mu`` and the costs, both times ``2 / risk_aversion``."""
+        update_returns(compiled, data, scale=2.0 / self.risk_aversion)
 
 
 @dataclass(frozen=True)
 class MaxSharpe(Objective):
-    """Maximise the Sharpe ratio ``(mu' w - risk_free_rate) / sqrt(w' Sigma w)``.
+    """Maximise the Sharpe ratio ``(mu' w - cost(w) - risk_free_rate) / sqrt(w' Sigma w)``.
 
     Solved as a convex problem by the change of variables ``y = kappa * w``
     (Cornuejols & Tutuncu, *Optimization Methods in Finance*, 2007, section 8.2):
-    minimise ``y' Sigma y`` subject to ``(mu - risk_free_rate)' y == 1``,
+    minimise ``y' Sigma y`` subject to ``(mu - risk_free_rate)' y - cost(y) >= 1``,
     ``sum(y) == kappa``, ``kappa >= 0`` and the constraints homogenised by ``kappa``;
-    then ``w = y / kappa``.
+    then ``w = y / kappa``. Without costs the return condition is an equality.
 
     Parameters
     ----------
@@ -196,6 +247,7 @@ class MaxSharpe(Objective):
     """
 
     name: ClassVar[str] = "max_sharpe"
+    uses_costs: ClassVar[bool] = True
 
     risk_free_rate: float = 0.0
 
@@ -227,30 +279,61 @@ class MaxSharpe(Objective):
             "ratio. Use the min_variance objective, or a lower risk_free_rate.",
         )
 
-    def compile(self, n_assets: int) -> CompiledObjective:
-        """``minimize sum_squares(L.T @ y)`` s.t. ``(mu - rf) @ y == 1``, ``kappa >= 0``."""
-        scaled_weights = cp.Variable(n_assets, name="scaled_weights")
+    def compile(self, context: CompileContext) -> CompiledObjective:
+        """``minimize ||v(y)||^2`` s.t. ``(mu - rf) @ y - cost(y) >= 1``, ``kappa >= 0``."""
+        scaled_weights = cp.Variable(context.n_assets, name="scaled_weights")
         kappa = cp.Variable(name="kappa", nonneg=True)
-        expected_return = ExpectedReturn(n_assets)
-        risk = FullCovarianceRisk(n_assets)
+        expected_return = ExpectedReturn(context.n_assets)
         risk_free_rate = cp.Parameter(name="risk_free_rate")
+        compiled = CompiledObjective(
+            objective=cp.Minimize(context.risk.expression(scaled_weights)),
+            weights=scaled_weights,
+            scale=kappa,
+            terms=context_terms(context, **{"return": expected_return}),
+            parameters={"risk_free_rate": risk_free_rate},
+        )
         excess_return = (
             expected_return.expression(scaled_weights) - risk_free_rate * scaled_weights.sum()
         )
-        return CompiledObjective(
-            objective=cp.Minimize(risk.expression(scaled_weights)),
-            weights=scaled_weights,
-            scale=kappa,
-            constraints=(excess_return == 1.0,),
-            terms={"return": expected_return, "risk": risk},
-            parameters={"risk_free_rate": risk_free_rate},
+        if context.cost is None:
+            normalisation = excess_return == 1.0
+        else:
+            normalisation = excess_return - cost_expression(compiled, scaled_weights, kappa) >= 1.0
+        return replace(
+            compiled, constraints=(normalisation,), constraint_names=("positive_excess_return",)
         )
 
     def update(self, compiled: CompiledObjective, data: ProblemData) -> None:
-        """Set ``mu``, the risk factor and the risk-free rate."""
-        compiled.terms["return"].update(data)
-        compiled.terms["risk"].update(data)
+        """Set ``mu``, the costs and the risk-free rate."""
+        update_returns(compiled, data)
         compiled.parameters["risk_free_rate"].value = float(self.risk_free_rate)
+
+
+@dataclass(frozen=True)
+class MaxReturn(Objective):
+    """Maximise ``mu' w - cost(w)`` (a linear program; the top of the efficient frontier).
+
+    Unbounded unless the constraints bound the weights (long-only, bounds, leverage).
+    """
+
+    name: ClassVar[str] = "max_return"
+    uses_costs: ClassVar[bool] = True
+
+    def compile(self, context: CompileContext) -> CompiledObjective:
+        """``maximize mu @ w - cost(w)``."""
+        weights = cp.Variable(context.n_assets, name="weights")
+        expected_return = ExpectedReturn(context.n_assets)
+        compiled = CompiledObjective(
+            objective=cp.Minimize(0),
+            weights=weights,
+            terms=context_terms(context, **{"return": expected_return}),
+        )
+        net_return = expected_return.expression(weights) - cost_expression(compiled, weights)
+        return replace(compiled, objective=cp.Maximize(net_return))
+
+    def update(self, compiled: CompiledObjective, data: ProblemData) -> None:
+        """Set ``mu`` and the costs."""
+        update_returns(compiled, data)
 
 
 def max_attainable_return(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -19,17 +20,24 @@ from optimizer._constraints import (
     implied_weight_bounds,
 )
 from optimizer._data import ProblemData
+from optimizer._diagnose import conflicting_constraints
 from optimizer._errors import NumericalSolverError, ProgramInfeasible, ProgramUnbounded
 from optimizer._objectives import Objective
+from optimizer._terms import CompileContext, ProblemShape
 from optimizer._typing import FloatArray
 
-CompileKey: TypeAlias = tuple[int, tuple[Hashable, ...], tuple[tuple[Hashable, ...], ...]]
-"""``(n_assets, objective structure, constraint structures)``; never values."""
+CompileKey: TypeAlias = tuple[ProblemShape, tuple[Hashable, ...], tuple[tuple[Hashable, ...], ...]]
+"""``(shape, objective structure, constraint structures)``; never values."""
 
 FEASIBILITY_TOLERANCE = 1e-7
 """Largest constraint violation (in weight units) accepted from a solver."""
 
 SOLVER_OPTIONS: Mapping[str, Mapping[str, Any]] = {
+    # Clarabel stops when the duality gap is below 1e-8 absolute or relative. With
+    # daily inputs a variance is ~1e-4, so the absolute test alone would stop at a
+    # relative error of 1e-4; a smaller absolute tolerance lets the relative one
+    # decide (about one more iteration).
+    "CLARABEL": {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-9},
     # SCS stops at 1e-4 by default, far looser than FEASIBILITY_TOLERANCE.
     "SCS": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 100_000},
 }
@@ -45,11 +53,39 @@ def canonical_constraints(constraints: Sequence[Constraint]) -> tuple[Constraint
     return tuple(sorted([Budget(), *others], key=lambda c: repr(c.structure)))
 
 
+def problem_shape(objective: Objective, shape: ProblemShape | int) -> ProblemShape:
+    """``shape`` reduced to what ``objective`` uses (an int is a dense, cost-free problem).
+
+    Costs and scenarios only change the compiled problem of objectives that use them;
+    dropping them otherwise avoids compiling the same problem twice.
+    """
+    if isinstance(shape, int):
+        shape = ProblemShape(shape)
+    return shape._replace(
+        has_costs=shape.has_costs and objective.uses_costs,
+        n_scenarios=shape.n_scenarios if objective.uses_scenarios else None,
+    )
+
+
+def data_shape(data: ProblemData) -> ProblemShape:
+    """The full shape of ``data`` (reduce it with :func:`problem_shape`)."""
+    return ProblemShape(
+        n_assets=data.n_assets,
+        n_factors=data.n_factors,
+        has_costs=data.transaction_costs is not None,
+        n_scenarios=None if data.scenarios is None else int(data.scenarios.shape[0]),
+    )
+
+
 def compile_key(
-    n_assets: int, objective: Objective, constraints: Sequence[Constraint]
+    shape: ProblemShape | int, objective: Objective, constraints: Sequence[Constraint]
 ) -> CompileKey:
-    """The cache key of a problem: its size and structure, not its values."""
-    return (n_assets, objective.structure, tuple(c.structure for c in constraints))
+    """The cache key of a problem: its shape and structure, not its values."""
+    return (
+        problem_shape(objective, shape),
+        objective.structure,
+        tuple(c.structure for c in constraints),
+    )
 
 
 @dataclass(frozen=True, eq=False)  # arrays have no boolean equality
@@ -64,7 +100,7 @@ class SolveOutcome:
 
 
 class CompiledProblem:
-    """A DPP cvxpy problem for one ``(n_assets, objective, constraints)`` structure.
+    """A DPP cvxpy problem for one ``(shape, objective, constraints)`` structure.
 
     Built once; :meth:`solve` sets the parameters from a request and re-solves, so
     cvxpy re-uses its compiled program. A lock serialises solves, because parameter
@@ -72,8 +108,8 @@ class CompiledProblem:
 
     Parameters
     ----------
-    n_assets : int
-        Number of assets.
+    shape : ProblemShape or int
+        Size and form of the inputs (an int: that many assets, a dense covariance).
     objective : Objective
         Any objective of the wanted class (its values are not used here).
     constraints : sequence of Constraint
@@ -86,15 +122,18 @@ class CompiledProblem:
     """
 
     def __init__(
-        self, n_assets: int, objective: Objective, constraints: Sequence[Constraint]
+        self, shape: ProblemShape | int, objective: Objective, constraints: Sequence[Constraint]
     ) -> None:
-        self.n_assets = n_assets
-        self.key = compile_key(n_assets, objective, constraints)
+        self.shape = problem_shape(objective, shape)
+        self.n_assets = self.shape.n_assets
+        self.key = compile_key(self.shape, objective, constraints)
         self.objective_name = objective.name
         self.constraint_names = [c.name for c in constraints]
-        self._objective = objective.compile(n_assets)
+        self._context = CompileContext.for_shape(self.shape)
+        self._objective = objective.compile(self._context)
         self._constraints: list[CompiledConstraint] = [
-            c.compile(self._objective.weights, self._objective.scale) for c in constraints
+            c.compile(self._objective.weights, self._objective.scale, self._context)
+            for c in constraints
         ]
         cvxpy_constraints = [
             *self._objective.constraints,
@@ -151,16 +190,17 @@ class CompiledProblem:
         NumericalSolverError
             When no solver gave an accurate, feasible solution.
         """
-        if compile_key(data.n_assets, objective, constraints) != self.key:
+        if compile_key(data_shape(data), objective, constraints) != self.key:
             raise ValueError("the request's structure does not match this compiled problem")
         with self._lock:
+            self._context.risk.update(data)
             objective.update(self._objective, data)
             for constraint, compiled in zip(constraints, self._constraints, strict=True):
-                constraint.update(compiled)
-            return self._solve_with_fallbacks(constraints, solvers)
+                constraint.update(compiled, data)
+            return self._solve_with_fallbacks(constraints, data, solvers)
 
     def _solve_with_fallbacks(
-        self, constraints: Sequence[Constraint], solvers: Sequence[str]
+        self, constraints: Sequence[Constraint], data: ProblemData, solvers: Sequence[str]
     ) -> SolveOutcome:
         start = time.perf_counter()
         attempts: list[str] = []
@@ -168,19 +208,21 @@ class CompiledProblem:
         for solver in solvers:
             problem = self.problem_for(solver)
             try:
-                problem.solve(solver=solver, **SOLVER_OPTIONS.get(solver, {}))  # type: ignore[no-untyped-call]
+                with warnings.catch_warnings():
+                    # The status is checked below; cvxpy's "may be inaccurate" warning and
+                    # the overflows of evaluating atoms at a failed iterate add nothing.
+                    warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+                    warnings.filterwarnings("ignore", category=RuntimeWarning, module="cvxpy")
+                    problem.solve(solver=solver, **SOLVER_OPTIONS.get(solver, {}))  # type: ignore[no-untyped-call]
             except cp.SolverError as exc:
                 attempts.append(f"{solver} failed ({exc})")
                 continue
             status = str(problem.status)
             last_status = status
             if status == cp.INFEASIBLE:
-                raise ProgramInfeasible(
-                    f"no portfolio satisfies all the constraints together "
-                    f"({', '.join(self.constraint_names)}); relax one of them (e.g. raise "
-                    "max_weight or lower min_weight).",
-                    status=status,
-                    constraints=self.constraint_names,
+                involved = self.conflicting_constraints(solver)
+                raise self._infeasible(
+                    self.constraint_names if involved is None else involved, status
                 )
             if status == cp.UNBOUNDED:
                 raise ProgramUnbounded(
@@ -198,7 +240,7 @@ class CompiledProblem:
             except NumericalSolverError as exc:
                 attempts.append(f"{solver}: {exc.message}")
                 continue
-            problem_found = self._check_solution(weights, constraints)
+            problem_found = self._check_solution(weights, constraints, data)
             if problem_found:
                 attempts.append(f"{solver}: {problem_found}")
                 continue
@@ -211,6 +253,11 @@ class CompiledProblem:
                 iterations=None if stats.num_iters is None else int(stats.num_iters),
                 solve_time_seconds=time.perf_counter() - start,
             )
+        # A log barrier (risk budgeting) can hide infeasibility from the solvers: check
+        # the constraints alone before blaming the numerics.
+        involved = self.conflicting_constraints(solvers[0]) if solvers else None
+        if involved:
+            raise self._infeasible(involved, last_status)
         raise NumericalSolverError(
             f"no solver produced an accurate solution ({'; '.join(attempts)}). The "
             "covariance may be badly conditioned or the inputs badly scaled: use a shrunk "
@@ -220,12 +267,46 @@ class CompiledProblem:
             constraints=self.constraint_names,
         )
 
+    def _infeasible(self, involved: list[str], status: str | None) -> ProgramInfeasible:
+        if involved:
+            detail = (
+                f"no portfolio satisfies these constraints together: {', '.join(involved)} "
+                "(without any one of them the rest can hold); relax one of them."
+            )
+        else:
+            detail = (
+                f"the constraints can hold, but not together with the {self.objective_name} "
+                "objective's own condition; see the objective's documentation."
+            )
+        return ProgramInfeasible(detail, status=status, constraints=involved)
+
+    def conflicting_constraints(self, solver: str) -> list[str] | None:
+        """Names of a minimal set of constraints that cannot hold together.
+
+        Call after a failed solve (parameters hold the request's values). The
+        objective's own constraints (a target return or volatility) take part. Empty
+        when the constraints can all hold; ``None`` when ``solver`` cannot tell.
+        """
+        scale = self._objective.scale
+        groups: list[tuple[str, Sequence[cp.Constraint]]] = [
+            (compiled.name, compiled.constraints) for compiled in self._constraints
+        ]
+        if scale is None:
+            own = zip(self._objective.constraint_names, self._objective.constraints, strict=True)
+            groups = [*((name, [c]) for name, c in own), *groups]
+            return conflicting_constraints(groups, solver)
+        # A homogenised problem (max Sharpe, risk budgeting): with kappa == 1 the
+        # variables are the weights; the objective's normalisation is left out.
+        return conflicting_constraints(groups, solver, fixed=(scale == 1.0,))
+
     @staticmethod
-    def _check_solution(weights: FloatArray, constraints: Sequence[Constraint]) -> str:
+    def _check_solution(
+        weights: FloatArray, constraints: Sequence[Constraint], data: ProblemData
+    ) -> str:
         """Describe what is wrong with ``weights``; empty when they can be accepted."""
         if not np.all(np.isfinite(weights)):
             return "the weights are not finite"
-        violations = {c.name: c.violation(weights) for c in constraints}
+        violations = {c.name: c.violation(weights, data) for c in constraints}
         violated = {name: v for name, v in violations.items() if v > FEASIBILITY_TOLERANCE}
         if violated:
             detail = ", ".join(f"{name} by {v:.3g}" for name, v in violated.items())

@@ -40,9 +40,21 @@ def get_forecast_service(
 
 def get_portfolio_service(
     state: Annotated[ServingState, Depends(get_serving_state)],
+    settings: Annotated[Settings, Depends(get_app_settings)],
 ) -> PortfolioService:
-    """The portfolio service; 503 problem while no model is loaded."""
-    return state.require_portfolios()
+    """The portfolio service, also while no model is loaded.
+
+    Requests that bring their own expected returns and covariance (or returns) need
+    no model; the others get a 503 problem from the service until one loads.
+    """
+    if state.portfolios is not None:
+        return state.portfolios
+    return PortfolioService(
+        None,
+        state.optimizer,
+        settings.optimizer.correlation_lookback_days,
+        not_ready_reason=state.not_ready_reason,
+    )
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]

@@ -1,15 +1,24 @@
-"""Allocations from the model's forecasts: builds the optimizer's inputs and calls it.
+"""Allocations and frontiers: builds the optimizer's inputs and calls it.
 
-Inputs, annualised (252 trading days):
+Inputs come from one of two places.
 
-- expected returns: the model's 5-day log-return forecast scaled to a year, plus half
-  the forecast annual variance (arithmetic mean of a lognormal return);
-- covariance ``Sigma = D C D``: ``D`` the model's forward volatility forecasts, ``C`` the
-  Ledoit-Wolf shrunk correlation of the trailing daily log returns
-  (``correlation_lookback_days``, 252 by default). Volatilities move fast and the model
-  forecasts them; correlations are slower and noisier to estimate per asset pair, so a
-  shrunk trailing estimate is the robust choice, and shrinkage keeps ``C`` well
-  conditioned when tickers outnumber useful observations.
+- **The model** (no ``expected_returns``, ``covariance`` or ``returns`` in the request),
+  annualised with 252 trading days:
+
+  - expected returns: the model's 5-day log-return forecast scaled to a year, plus half
+    the forecast annual variance (arithmetic mean of a lognormal return);
+  - covariance ``Sigma = D C D``: ``D`` the model's forward volatility forecasts, ``C``
+    the correlation of the trailing daily log returns (``correlation_lookback_days``,
+    252 by default) from the request's risk model, Ledoit-Wolf shrinkage by default.
+    Volatilities move fast and the model forecasts them; correlations are slower and
+    noisier to estimate per asset pair, so a shrunk trailing estimate is the robust
+    choice. A ``pca_factor`` risk model keeps ``Sigma`` in factor form;
+  - scenarios (for CVaR): the trailing daily simple returns.
+
+- **The request**: ``expected_returns`` with ``covariance``, or ``returns`` with
+  ``periods_per_year`` (expected returns: the mean return times ``periods_per_year``
+  unless given; covariance: the risk model's estimate times ``periods_per_year``).
+  Tickers are free labels then, and no model is needed.
 """
 
 from __future__ import annotations
@@ -18,104 +27,366 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
+from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
+from app.schemas.portfolios import (
+    Constraints,
+    FrontierRequest,
+    OptimizeRequest,
+    PortfolioInputs,
+    RiskModel,
+    RiskModelMethod,
+)
+from app.services.errors import ModelNotLoaded
 from app.services.forecasts import ForecastService
 from optimizer import (
+    AssetBounds,
+    AssetGroup,
     Constraint,
+    CovarianceEstimator,
+    EfficientReturn,
+    EfficientRisk,
+    EWMACovariance,
+    FactorModel,
+    GrossLeverage,
+    GroupBounds,
+    HierarchicalRiskParity,
+    LedoitWolfCovariance,
     LongOnly,
+    MaxDiversification,
     MaxSharpe,
+    MaxVolatility,
     MeanVariance,
+    MinCVaR,
     MinVariance,
     Objective,
+    PCAFactorModel,
     PortfolioOptimizer,
     PortfolioResult,
+    ProblemData,
+    RiskBudgeting,
+    RiskParity,
+    SampleCovariance,
+    TrackingError,
+    Turnover,
     WeightBounds,
+    check_returns,
     covariance_from_volatility,
+    efficient_frontier,
     ledoit_wolf_correlation,
 )
 
+FloatArray = npt.NDArray[np.float64]
+
 COVARIANCE_METHOD = (
-    "model volatility forecasts (21-day, annualised) with a Ledoit-Wolf correlation of "
+    "model volatility forecasts (21-day, annualised) with the {method} correlation of "
     "the trailing {days} daily log returns"
 )
 
+_METHOD_NAMES = {
+    RiskModelMethod.SAMPLE: "sample",
+    RiskModelMethod.LEDOIT_WOLF: "Ledoit-Wolf",
+    RiskModelMethod.EWMA: "EWMA (half-life {half_life:g})",
+    RiskModelMethod.PCA_FACTOR: "PCA {n_factors}-factor",
+}
+
 
 @dataclass(frozen=True)
-class AllocationSpec:
-    """What a caller asks for, in library terms."""
+class MarketInputs:
+    """The optimizer's inputs for one request, and where they came from."""
 
-    tickers: tuple[str, ...]
-    objective: str
-    risk_aversion: float
-    risk_free_rate: float
-    long_only: bool
-    min_weight: float | None
-    max_weight: float | None
+    data: ProblemData
+    inputs: Literal["model", "request"]
+    covariance_method: str
+    model_name: str | None = None
+    model_version: int | None = None
+    as_of: date | None = None
 
 
 @dataclass(frozen=True)
 class Allocation:
-    """An optimizer result with the forecasts it came from."""
+    """An optimizer result with the inputs it came from."""
 
-    spec: AllocationSpec
     result: PortfolioResult
-    as_of: date
-    covariance_method: str
+    market: MarketInputs
+
+
+@dataclass(frozen=True)
+class Frontier:
+    """Efficient-frontier portfolios with the inputs they came from."""
+
+    points: list[PortfolioResult]
+    market: MarketInputs
 
 
 class PortfolioService:
-    """Turns forecasts into allocations with one shared optimizer (compiled-problem cache)."""
+    """Allocations with one shared optimizer (compiled-problem cache).
+
+    Parameters
+    ----------
+    forecasts : ForecastService or None
+        The loaded model's forecasts; ``None`` when no model is loaded (requests with
+        their own inputs still work).
+    optimizer : PortfolioOptimizer
+    correlation_lookback_days : int
+        Trailing daily returns behind the model path's correlation.
+    not_ready_reason : str or None, optional
+        Why no model is loaded, for the error of a request that needs one.
+    """
 
     def __init__(
         self,
-        forecasts: ForecastService,
+        forecasts: ForecastService | None,
         optimizer: PortfolioOptimizer,
         correlation_lookback_days: int,
+        not_ready_reason: str | None = None,
     ) -> None:
         self.forecasts = forecasts
         self.optimizer = optimizer
         self.correlation_lookback_days = correlation_lookback_days
-        self._correlation = lru_cache(maxsize=256)(self._compute_correlation)
+        self.not_ready_reason = not_ready_reason
+        self._trailing = lru_cache(maxsize=128)(self._compute_trailing)
 
-    def optimize(self, spec: AllocationSpec) -> Allocation:
-        """Solve ``spec`` on the current forecasts."""
-        expected_returns, volatilities = self.forecasts.annualized(spec.tickers)
-        covariance = covariance_from_volatility(volatilities, self._correlation(spec.tickers))
-        result = self.optimizer.optimize(
-            objective=_objective(spec),
-            constraints=_constraints(spec),
-            expected_returns=expected_returns,
-            covariance=covariance,
+    def optimize(self, request: OptimizeRequest, risk_free_rate: float) -> Allocation:
+        """Solve ``request``; ``risk_free_rate`` is in the units of the expected returns."""
+        market = self.market_inputs(request)
+        result = self.optimizer.solve(
+            _objective(request, risk_free_rate),
+            _constraints(request.constraints, request.tickers),
+            market.data,
+            risk_free_rate=risk_free_rate,
         )
-        as_of = max(f.as_of for f in self.forecasts.get(spec.tickers))
-        return Allocation(
-            spec=spec,
-            result=result,
-            as_of=as_of,
-            covariance_method=COVARIANCE_METHOD.format(days=self.correlation_lookback_days),
+        return Allocation(result, market)
+
+    def frontier(self, request: FrontierRequest, risk_free_rate: float) -> Frontier:
+        """``request.n_points`` portfolios along the efficient frontier."""
+        market = self.market_inputs(request)
+        points = efficient_frontier(
+            self.optimizer,
+            _constraints(request.constraints, request.tickers),
+            market.data,
+            n_points=request.n_points,
+            risk_free_rate=risk_free_rate,
+        )
+        return Frontier(points, market)
+
+    def market_inputs(self, request: PortfolioInputs) -> MarketInputs:
+        """Expected returns, risk, scenarios and trading inputs for ``request``."""
+        if request.has_own_inputs:
+            return _request_inputs(request)
+        return self._model_inputs(request)
+
+    def _model_inputs(self, request: PortfolioInputs) -> MarketInputs:
+        if self.forecasts is None:
+            raise ModelNotLoaded(
+                f"{self.not_ready_reason or 'no model is loaded yet'}. To optimize without "
+                "a model, send expected_returns with covariance, or returns with "
+                "periods_per_year."
+            )
+        tickers = tuple(request.tickers)
+        expected_returns, volatilities = self.forecasts.annualized(tickers)
+        risk_model = request.risk_model
+        structure, scenarios = self._trailing(
+            tickers, risk_model.method, risk_model.half_life, risk_model.n_factors
+        )
+        covariance: FloatArray | FactorModel = (
+            structure.with_volatility(volatilities)
+            if isinstance(structure, FactorModel)
+            else covariance_from_volatility(volatilities, structure)
+        )
+        data = ProblemData.from_arrays(
+            expected_returns,
+            covariance,
+            returns=scenarios,
+            current_weights=_per_ticker(request.current_weights, request.tickers),
+            transaction_costs=_costs(request),
+        )
+        model = self.forecasts.model
+        method = _METHOD_NAMES[request.risk_model.method].format(**request.risk_model.model_dump())
+        return MarketInputs(
+            data=data,
+            inputs="model",
+            covariance_method=COVARIANCE_METHOD.format(
+                method=method, days=self.correlation_lookback_days
+            ),
+            model_name=model.name,
+            model_version=model.version,
+            as_of=max(f.as_of for f in self.forecasts.get(tickers)),
         )
 
-    def _compute_correlation(self, tickers: tuple[str, ...]) -> np.ndarray:
-        returns = self.forecasts.store.trailing_log_returns(
-            list(tickers), self.correlation_lookback_days
+    def _compute_trailing(
+        self,
+        tickers: tuple[str, ...],
+        method: RiskModelMethod,
+        half_life: float | None,
+        n_factors: int | None,
+    ) -> tuple[FloatArray | FactorModel, FloatArray]:
+        """Correlation (dense, or a unit-volatility factor model) and simple returns."""
+        assert self.forecasts is not None
+        risk_model = RiskModel(method=method, half_life=half_life, n_factors=n_factors)
+        log_returns = np.asarray(
+            self.forecasts.store.trailing_log_returns(
+                list(tickers), self.correlation_lookback_days
+            ),
+            dtype=np.float64,
         )
-        return ledoit_wolf_correlation(returns)
+        scenarios = np.expm1(log_returns)
+        if risk_model.method is RiskModelMethod.LEDOIT_WOLF:
+            return ledoit_wolf_correlation(log_returns), scenarios
+        estimator = _estimator(risk_model).fit(log_returns)
+        if isinstance(estimator, PCAFactorModel):
+            return estimator.factor_model_.with_volatility(np.ones(len(tickers))), scenarios
+        volatility = np.sqrt(np.diag(estimator.covariance_))
+        correlation = estimator.covariance_ / np.outer(volatility, volatility)
+        np.fill_diagonal(correlation, 1.0)
+        return correlation, scenarios
 
 
-def _objective(spec: AllocationSpec) -> Objective:
-    if spec.objective == "max_sharpe":
-        return MaxSharpe(risk_free_rate=spec.risk_free_rate)
-    if spec.objective == "mean_variance":
-        return MeanVariance(risk_aversion=spec.risk_aversion)
+def _request_inputs(request: PortfolioInputs) -> MarketInputs:
+    tickers = request.tickers
+    returns = None if request.returns is None else check_returns(request.returns)
+    covariance: FloatArray | FactorModel
+    if request.covariance is not None:
+        covariance = np.asarray(request.covariance, dtype=np.float64)
+        method = "given in the request"
+    else:
+        assert returns is not None
+        assert request.periods_per_year is not None
+        periods = request.periods_per_year
+        estimator = _estimator(request.risk_model).fit(returns)
+        covariance = (
+            estimator.factor_model_.scaled(periods)
+            if isinstance(estimator, PCAFactorModel)
+            else estimator.covariance_ * periods
+        )
+        name = _METHOD_NAMES[request.risk_model.method].format(**request.risk_model.model_dump())
+        method = (
+            f"{name} estimate from the request's {returns.shape[0]} periods of returns, "
+            f"times {periods:g} periods a year"
+        )
+    if request.expected_returns is not None:
+        expected_returns = np.array([request.expected_returns[t] for t in tickers])
+    else:
+        assert returns is not None
+        assert request.periods_per_year is not None
+        expected_returns = returns.mean(axis=0) * request.periods_per_year
+    data = ProblemData.from_arrays(
+        expected_returns,
+        covariance,
+        returns=returns,
+        current_weights=_per_ticker(request.current_weights, tickers),
+        transaction_costs=_costs(request),
+    )
+    return MarketInputs(data=data, inputs="request", covariance_method=method)
+
+
+def _estimator(risk_model: RiskModel) -> CovarianceEstimator:
+    if risk_model.method is RiskModelMethod.SAMPLE:
+        return SampleCovariance()
+    if risk_model.method is RiskModelMethod.EWMA:
+        assert risk_model.half_life is not None
+        return EWMACovariance(half_life=risk_model.half_life)
+    if risk_model.method is RiskModelMethod.PCA_FACTOR:
+        assert risk_model.n_factors is not None
+        return PCAFactorModel(n_factors=risk_model.n_factors)
+    return LedoitWolfCovariance()
+
+
+def _per_ticker(values: dict[str, float] | None, tickers: Sequence[str]) -> FloatArray | None:
+    """A per-ticker mapping as a vector in ticker order (left-out tickers: 0)."""
+    if values is None:
+        return None
+    return np.array([values.get(t, 0.0) for t in tickers])
+
+
+def _costs(request: PortfolioInputs) -> FloatArray | None:
+    """Transaction costs in return units (basis points / 10,000)."""
+    bps = request.transaction_costs_bps
+    if bps is None:
+        return None
+    if isinstance(bps, dict):
+        per_ticker = _per_ticker(bps, request.tickers)
+        assert per_ticker is not None
+        return per_ticker / 1e4
+    return np.full(len(request.tickers), bps / 1e4)
+
+
+def _objective(request: OptimizeRequest, risk_free_rate: float) -> Objective:
+    match request.objective.value:
+        case "max_sharpe":
+            return MaxSharpe(risk_free_rate=risk_free_rate)
+        case "mean_variance":
+            return MeanVariance(risk_aversion=request.risk_aversion)
+        case "efficient_return":
+            assert request.target_return is not None
+            return EfficientReturn(target_return=request.target_return)
+        case "efficient_risk":
+            assert request.target_volatility is not None
+            return EfficientRisk(target_volatility=request.target_volatility)
+        case "risk_parity":
+            return RiskParity()
+        case "risk_budgeting":
+            budgets = request.risk_budgets
+            return RiskBudgeting(
+                None if budgets is None else tuple(budgets[t] for t in request.tickers)
+            )
+        case "max_diversification":
+            return MaxDiversification()
+        case "min_cvar":
+            return MinCVaR(alpha=request.cvar_alpha)
+        case "hrp":
+            return HierarchicalRiskParity(linkage=request.linkage)
     return MinVariance()
 
 
-def _constraints(spec: AllocationSpec) -> Sequence[Constraint]:
+def _constraints(spec: Constraints, tickers: Sequence[str]) -> list[Constraint]:
     constraints: list[Constraint] = []
     if spec.long_only:
         constraints.append(LongOnly())
-    if spec.min_weight is not None or spec.max_weight is not None:
+    if spec.asset_bounds:
+        # Per-ticker bounds replace the global ones for that ticker.
+        low = -np.inf if spec.min_weight is None else spec.min_weight
+        high = np.inf if spec.max_weight is None else spec.max_weight
+        bounds = {t: spec.asset_bounds.get(t) for t in tickers}
+        constraints.append(
+            AssetBounds(
+                min_weights=[
+                    low if b is None or b.min_weight is None else b.min_weight
+                    for b in bounds.values()
+                ],
+                max_weights=[
+                    high if b is None or b.max_weight is None else b.max_weight
+                    for b in bounds.values()
+                ],
+            )
+        )
+    elif spec.min_weight is not None or spec.max_weight is not None:
         constraints.append(WeightBounds(min_weight=spec.min_weight, max_weight=spec.max_weight))
+    if spec.max_gross_leverage is not None:
+        constraints.append(GrossLeverage(spec.max_gross_leverage))
+    if spec.groups:
+        positions = {ticker: i for i, ticker in enumerate(tickers)}
+        constraints.append(
+            GroupBounds(
+                tuple(
+                    AssetGroup(
+                        name,
+                        tuple(positions[t] for t in group.tickers),
+                        group.min_weight,
+                        group.max_weight,
+                    )
+                    for name, group in spec.groups.items()
+                )
+            )
+        )
+    if spec.max_turnover is not None:
+        constraints.append(Turnover(spec.max_turnover))
+    if spec.max_volatility is not None:
+        constraints.append(MaxVolatility(spec.max_volatility))
+    if spec.tracking_error is not None:
+        benchmark = np.array([spec.tracking_error.benchmark_weights.get(t, 0.0) for t in tickers])
+        constraints.append(TrackingError(benchmark, spec.tracking_error.max_tracking_error))
     return constraints

@@ -12,15 +12,31 @@ import pytest
 from cvxpy.reductions.solvers.solving_chain import SolvingChain
 
 from optimizer import (
+    AssetBounds,
+    AssetGroup,
     Budget,
     CompiledProblem,
     Constraint,
+    EfficientReturn,
+    EfficientRisk,
+    FactorModel,
+    GrossLeverage,
+    GroupBounds,
     LongOnly,
+    MaxDiversification,
     MaxSharpe,
+    MaxVolatility,
     MeanVariance,
+    MinCVaR,
     MinVariance,
     Objective,
+    PCAFactorModel,
     PortfolioOptimizer,
+    ProblemShape,
+    RiskBudgeting,
+    RiskParity,
+    TrackingError,
+    Turnover,
     WeightBounds,
 )
 from tests.optimizer._markets import Market, random_market
@@ -179,3 +195,68 @@ def test_concurrent_solves_match_sequential_ones(market: Market) -> None:
     for index, weights in enumerate(concurrent):
         np.testing.assert_allclose(weights, expected[index % len(markets)], atol=1e-9)
     assert optimizer.cache_info().misses == 1
+
+
+@pytest.mark.parametrize(
+    "objective",
+    [
+        MinVariance(),
+        MeanVariance(2.0),
+        MaxSharpe(0.01),
+        EfficientReturn(0.06),
+        EfficientRisk(0.3),
+        RiskParity(),
+        RiskBudgeting((1.0, 2.0, 1.0, 2.0, 1.0, 2.0)),
+        MaxDiversification(),
+        MinCVaR(0.9),
+    ],
+    ids=lambda objective: objective.name,
+)
+@pytest.mark.parametrize("factor_form", [False, True], ids=["dense", "factor"])
+def test_every_objective_with_every_constraint_resolves_without_recompiling(
+    optimizer: PortfolioOptimizer,
+    compilations: list[str],
+    objective: Objective,
+    factor_form: bool,
+) -> None:
+    constraints: list[Constraint] = [
+        LongOnly(),
+        AssetBounds(max_weights=np.full(6, 0.45)),
+        GroupBounds((AssetGroup("pair", (0, 1), 0.05, 0.6),)),
+        GrossLeverage(1.0),
+        Turnover(1.8),
+        TrackingError(np.full(6, 1 / 6), 0.25),
+        MaxVolatility(0.5),
+    ]
+    rng = np.random.default_rng(0)
+    results = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for seed in (1, 2):
+            market = random_market(6, seed=seed)
+            risk: np.ndarray | FactorModel = market.covariance
+            if factor_form:
+                risk = (
+                    PCAFactorModel(2)
+                    .fit(rng.multivariate_normal(np.zeros(6), market.covariance, size=200))
+                    .factor_model_
+                )
+            results.append(
+                optimizer.optimize(
+                    objective,
+                    constraints,
+                    market.expected_returns,
+                    risk,
+                    returns=rng.normal(scale=0.01, size=(120, 6)),
+                    current_weights=np.full(6, 1 / 6),
+                    transaction_costs=0.001,
+                )
+            )
+    assert caught == [], [str(w.message) for w in caught]
+    assert len(compilations) == 1, "the second solve re-ran cvxpy's reduction chain"
+    assert [r.compiled_from_cache for r in results] == [False, True]
+    assert not np.allclose(results[0].weights, results[1].weights), "new values were not used"
+    shape = ProblemShape(6, n_factors=2 if factor_form else None, has_costs=True, n_scenarios=120)
+    compiled, from_cache = optimizer.compile(objective, constraints, shape)
+    assert from_cache
+    assert compiled.problem.is_dpp()

@@ -1,24 +1,81 @@
-"""Optimized allocations from the model's forecasts."""
+"""Optimized allocations and efficient frontiers, from the model's forecasts or your inputs."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 from fastapi import APIRouter
 
 from app.api.deps import MetricsDep, PortfolioServiceDep, SettingsDep
+from app.core.metrics import ServiceMetrics
 from app.schemas.models import ModelRef
-from app.schemas.portfolios import OptimizeRequest, OptimizeResponse, SolverReport
+from app.schemas.portfolios import (
+    FrontierPoint,
+    FrontierRequest,
+    FrontierResponse,
+    OptimizeRequest,
+    OptimizeResponse,
+    SolverReport,
+)
 from app.schemas.problems import Problem
-from app.services.portfolios import AllocationSpec
+from app.services.errors import ServiceError
+from app.services.portfolios import MarketInputs
+from optimizer import InvalidProblem, NumericalSolverError, ProgramInfeasible, ProgramUnbounded
 
 router = APIRouter(prefix="/v1/portfolios", tags=["portfolios"])
 
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem},
+    422: {"model": Problem},
+    503: {"model": Problem},
+}
 
-@router.post(
-    "/optimize",
-    responses={404: {"model": Problem}, 422: {"model": Problem}, 503: {"model": Problem}},
+
+# The outcome label of a request that raised: what the request asked for could not be
+# done (a client-side outcome), or the solvers failed, or the server did ("error").
+_OUTCOMES: tuple[tuple[type[Exception], str], ...] = (
+    (ProgramInfeasible, "infeasible"),
+    (ProgramUnbounded, "unbounded"),
+    (NumericalSolverError, "solver_error"),
+    (InvalidProblem, "invalid_request"),
+    (ServiceError, "rejected"),
 )
+
+
+@contextmanager
+def _timed(metrics: ServiceMetrics, objective: str) -> Iterator[list[str]]:
+    """Observe the solve time under ``objective`` and the outcome the caller records.
+
+    Alerts count ``solver_error`` and ``error`` as failures; an infeasible or invalid
+    request, or an unknown ticker, is the client's outcome, not the optimizer's failure.
+    """
+    started = time.perf_counter()
+    outcome = ["error"]
+    try:
+        yield outcome
+    except Exception as exc:
+        outcome[0] = next((label for kind, label in _OUTCOMES if isinstance(exc, kind)), "error")
+        raise
+    finally:
+        metrics.optimizer_solve_seconds.labels(objective, outcome[0]).observe(
+            time.perf_counter() - started
+        )
+
+
+def _labelled(tickers: Sequence[str], values: Iterable[float]) -> dict[str, float]:
+    return dict(zip(tickers, map(float, values), strict=True))
+
+
+def _model_ref(market: MarketInputs) -> ModelRef | None:
+    if market.model_name is None or market.model_version is None:
+        return None
+    return ModelRef(name=market.model_name, version=market.model_version)
+
+
+@router.post("/optimize", responses=_PROBLEMS)
 def optimize_portfolio(
     body: OptimizeRequest,
     service: PortfolioServiceDep,
@@ -31,43 +88,68 @@ def optimize_portfolio(
         if body.risk_free_rate is not None
         else settings.optimizer.risk_free_rate
     )
-    spec = AllocationSpec(
-        tickers=tuple(body.tickers),
-        objective=body.objective.value,
-        risk_aversion=body.risk_aversion,
-        risk_free_rate=risk_free_rate,
-        long_only=body.constraints.long_only,
-        min_weight=body.constraints.min_weight,
-        max_weight=body.constraints.max_weight,
-    )
-    started = time.perf_counter()
-    outcome = "error"
-    try:
-        allocation = service.optimize(spec)
-        outcome = allocation.result.status
-    finally:
-        metrics.optimizer_solve_seconds.labels(body.objective.value, outcome).observe(
-            time.perf_counter() - started
-        )
-    result = allocation.result
-    model = service.forecasts.model
+    with _timed(metrics, body.objective.value) as outcome:
+        allocation = service.optimize(body, risk_free_rate)
+        outcome[0] = allocation.result.status
+    result, market = allocation.result, allocation.market
     return OptimizeResponse(
         objective=body.objective,
-        weights=dict(zip(body.tickers, map(float, result.weights), strict=True)),
+        weights=_labelled(body.tickers, result.weights),
         expected_return=result.expected_return,
         volatility=result.volatility,
         sharpe=result.sharpe,
         risk_free_rate=risk_free_rate,
-        risk_contributions=dict(
-            zip(body.tickers, map(float, result.risk_contributions), strict=True)
-        ),
+        risk_contributions=_labelled(body.tickers, result.risk_contributions),
+        turnover=result.turnover,
+        transaction_cost=result.transaction_cost,
+        diversification_ratio=result.diversification_ratio,
+        cvar=result.cvar,
+        cvar_alpha=result.cvar_alpha,
         solver=SolverReport(
             name=result.solver,
             status=result.status,
             solve_time_ms=result.solve_time_seconds * 1000.0,
             iterations=result.iterations,
+            compiled_from_cache=result.compiled_from_cache,
         ),
-        model=ModelRef(name=model.name, version=model.version),
-        as_of=allocation.as_of,
-        covariance=allocation.covariance_method,
+        inputs=market.inputs,
+        model=_model_ref(market),
+        as_of=market.as_of,
+        covariance=market.covariance_method,
+    )
+
+
+@router.post("/frontier", responses=_PROBLEMS)
+def efficient_frontier(
+    body: FrontierRequest,
+    service: PortfolioServiceDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+) -> FrontierResponse:
+    """Portfolios along the efficient frontier, from min variance to the highest return."""
+    risk_free_rate = (
+        body.risk_free_rate
+        if body.risk_free_rate is not None
+        else settings.optimizer.risk_free_rate
+    )
+    with _timed(metrics, "frontier") as outcome:
+        frontier = service.frontier(body, risk_free_rate)
+        outcome[0] = "optimal"
+    market = frontier.market
+    return FrontierResponse(
+        points=[
+            FrontierPoint(
+                expected_return=point.expected_return,
+                volatility=point.volatility,
+                sharpe=point.sharpe,
+                weights=_labelled(body.tickers, point.weights),
+            )
+            for point in frontier.points
+        ],
+        risk_free_rate=risk_free_rate,
+        solve_time_ms=sum(p.solve_time_seconds for p in frontier.points) * 1000.0,
+        inputs=market.inputs,
+        model=_model_ref(market),
+        as_of=market.as_of,
+        covariance=market.covariance_method,
     )
