@@ -360,8 +360,14 @@ def _print_evaluation(metrics: dict[str, Any]) -> None:
     model = rows.get("model", {})
     if "dm_baseline" in model:
         console.print(
-            f"Diebold-Mariano, model vs {model['dm_baseline']}: statistic "
+            f"Diebold-Mariano, model vs {model['dm_baseline']} (best baseline): statistic "
             f"{_fmt(model['dm_statistic'])}, p-value {_fmt(model['dm_p_value'])}"
+        )
+    if "dm_vs_challenger_statistic" in model:
+        console.print(
+            f"Diebold-Mariano, model vs the Spark ML challenger: statistic "
+            f"{_fmt(model['dm_vs_challenger_statistic'])}, p-value "
+            f"{_fmt(model['dm_vs_challenger_p_value'])}"
         )
     returns = Table(title="returns: forward 5-day log return, out of sample")
     for column in ("forecaster", "rank IC", "IC t", "R² oos", "hit rate"):

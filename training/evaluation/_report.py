@@ -16,6 +16,7 @@ from training.evaluation._walkforward import RETURN_TARGET, VARIANCE_TARGET
 from training.metrics import VARIANCE_FLOOR, hit_rate, qlike, rank_ic, rmse
 
 MODEL = "model"
+CHALLENGER = "spark_gbt"
 Metrics = dict[str, dict[str, dict[str, Any]]]
 
 
@@ -37,26 +38,24 @@ def compute_metrics(predictions: pd.DataFrame) -> Metrics:
             ),
             "samples": len(group),
         }
+    # The challenger is a competing model, not a baseline: the DM test is against the
+    # best baseline, and the challenger gets its own.
     baselines = {
-        k: v["qlike"] for k, v in volatility.items() if k != MODEL and v["qlike"] is not None
+        k: v["qlike"]
+        for k, v in volatility.items()
+        if k not in {MODEL, CHALLENGER} and v["qlike"] is not None
     }
     if MODEL in volatility and baselines:
         best = min(baselines, key=lambda k: baselines[k])
-        model_rows = variance_rows[variance_rows["forecaster"] == MODEL]
-        best_rows = variance_rows[variance_rows["forecaster"] == best]
-        statistic, p_value = diebold_mariano(
-            model_rows["date"].to_numpy(),
-            _qlike_terms(model_rows),
-            _qlike_terms(best_rows),
-            lags=schema.VOLATILITY_HORIZON_DAYS - 1,
-        )
+        statistic, p_value = _dm(variance_rows, best)
         volatility[MODEL].update(
-            {
-                "dm_baseline": best,
-                "dm_statistic": _finite(statistic),
-                "dm_p_value": _finite(p_value),
-            }
+            {"dm_baseline": best, "dm_statistic": statistic, "dm_p_value": p_value}
         )
+        if CHALLENGER in volatility:
+            statistic, p_value = _dm(variance_rows, CHALLENGER)
+            volatility[MODEL].update(
+                {"dm_vs_challenger_statistic": statistic, "dm_vs_challenger_p_value": p_value}
+            )
 
     return_rows = _sorted(predictions, RETURN_TARGET)
     benchmark = return_rows[return_rows["forecaster"] == "historical_mean"]["forecast"].to_numpy(
@@ -140,6 +139,13 @@ def render_report(metrics: Metrics, context: dict[str, Any]) -> str:
             f"Diebold-Mariano on QLIKE, model vs {model['dm_baseline']} (the best baseline): "
             f"statistic {_fmt(model['dm_statistic'], 2)}, p-value {_fmt(model['dm_p_value'], 3)} "
             "(negative: the model's loss is lower).",
+        ]
+    if "dm_vs_challenger_statistic" in model:
+        lines += [
+            "",
+            f"Against the Spark ML challenger ({CHALLENGER}): statistic "
+            f"{_fmt(model['dm_vs_challenger_statistic'], 2)}, p-value "
+            f"{_fmt(model['dm_vs_challenger_p_value'], 3)}.",
         ]
     lines += [
         "",
@@ -236,6 +242,19 @@ def _plots(
         axis.legend()
         figure.savefig(folder / "quantile_calibration.png", dpi=100, bbox_inches="tight")
         plt.close(figure)
+
+
+def _dm(variance_rows: pd.DataFrame, other: str) -> tuple[float | None, float | None]:
+    """Diebold-Mariano on QLIKE, the model against ``other``, same samples."""
+    model_rows = variance_rows[variance_rows["forecaster"] == MODEL]
+    other_rows = variance_rows[variance_rows["forecaster"] == other]
+    statistic, p_value = diebold_mariano(
+        model_rows["date"].to_numpy(),
+        _qlike_terms(model_rows),
+        _qlike_terms(other_rows),
+        lags=schema.VOLATILITY_HORIZON_DAYS - 1,
+    )
+    return _finite(statistic), _finite(p_value)
 
 
 def _sorted(predictions: pd.DataFrame, target: str) -> pd.DataFrame:
