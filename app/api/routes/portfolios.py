@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from app.api.deps import MetricsDep, PortfolioServiceDep, SettingsDep
+from app.core.config import Settings
 from app.core.metrics import ServiceMetrics
 from app.schemas.models import ModelRef
 from app.schemas.portfolios import (
@@ -65,6 +66,11 @@ def _timed(metrics: ServiceMetrics, objective: str) -> Iterator[list[str]]:
         )
 
 
+def _risk_free_rate(requested: float | None, settings: Settings) -> float:
+    """The request's annual risk-free rate, else the configured default."""
+    return requested if requested is not None else settings.optimizer.risk_free_rate
+
+
 def _labelled(tickers: Sequence[str], values: Iterable[float]) -> dict[str, float]:
     return dict(zip(tickers, map(float, values), strict=True))
 
@@ -83,11 +89,7 @@ def optimize_portfolio(
     metrics: MetricsDep,
 ) -> OptimizeResponse:
     """Optimal weights for the tickers under the objective and constraints."""
-    risk_free_rate = (
-        body.risk_free_rate
-        if body.risk_free_rate is not None
-        else settings.optimizer.risk_free_rate
-    )
+    risk_free_rate = _risk_free_rate(body.risk_free_rate, settings)
     with _timed(metrics, body.objective.value) as outcome:
         allocation = service.optimize(body, risk_free_rate)
         outcome[0] = allocation.result.status
@@ -127,11 +129,7 @@ def efficient_frontier(
     metrics: MetricsDep,
 ) -> FrontierResponse:
     """Portfolios along the efficient frontier, from min variance to the highest return."""
-    risk_free_rate = (
-        body.risk_free_rate
-        if body.risk_free_rate is not None
-        else settings.optimizer.risk_free_rate
-    )
+    risk_free_rate = _risk_free_rate(body.risk_free_rate, settings)
     with _timed(metrics, "frontier") as outcome:
         frontier = service.frontier(body, risk_free_rate)
         outcome[0] = "optimal"
