@@ -13,12 +13,13 @@ from prometheus_client import CollectorRegistry
 from starlette.concurrency import run_in_threadpool
 
 from app.api.problems import install_problem_handlers
-from app.api.routes import forecasts, health, models, portfolios
+from app.api.routes import forecasts, health, models, portfolios, tfserving
 from app.core.config import Settings, get_settings
 from app.core.metrics import ServiceMetrics, instrument_http
 from app.core.middleware import RequestIdMiddleware
 from app.services.monitoring import publish
 from app.services.serving import load_serving_state
+from app.services.tfserving import TFServingService
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     metrics: ServiceMetrics = app.state.metrics
     state = await run_in_threadpool(load_serving_state, settings, metrics)
     app.state.serving = state
+    app.state.tfserving = TFServingService(settings.models_dir)
     publish(metrics, state.monitoring)
     # TensorFlow, the model and the feature table leave ~400k long-lived objects, and a
     # full collection over them takes ~170 ms: it showed up as a 100-140 ms p99 on
@@ -61,7 +63,7 @@ def create_app(
             allow_headers=["*"],
         )
     install_problem_handlers(app)
-    for module in (health, models, forecasts, portfolios):
+    for module in (health, models, forecasts, portfolios, tfserving):
         app.include_router(module.router)
     instrument_http(app, registry)
     # Added last, so outermost: the request id is set before anything else logs.

@@ -11,6 +11,7 @@ from app.core.metrics import ServiceMetrics
 from app.services.forecasts import ForecastService
 from app.services.portfolios import PortfolioService
 from app.services.serving import ServingState
+from app.services.tfserving import TFServingService
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -62,3 +63,12 @@ ServingStateDep = Annotated[ServingState, Depends(get_serving_state)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 ForecastServiceDep = Annotated[ForecastService, Depends(get_forecast_service)]
 PortfolioServiceDep = Annotated[PortfolioService, Depends(get_portfolio_service)]
+
+
+def get_tfserving_service(request: Request) -> TFServingService:
+    """The TensorFlow Serving service the lifespan made (it holds a version cache)."""
+    service: TFServingService = request.app.state.tfserving
+    return service
+
+
+TFServingDep = Annotated[TFServingService, Depends(get_tfserving_service)]

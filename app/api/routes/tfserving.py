@@ -1,0 +1,208 @@
+"""TensorFlow Serving's REST API (``/v1/models/{name}...``), so its clients work unchanged.
+
+Status, metadata and predict follow https://www.tensorflow.org/tfx/serving/api_rest:
+the same paths (``:predict`` verbs, ``/versions/{v}``, ``/labels/{label}``), bodies and
+status codes. Errors here are deliberately *not* RFC 9457 problem+json like the rest
+of quantserve: they are TensorFlow Serving's ``{"error": "<message>"}`` with its status
+codes (400 bad input, 404 unknown model or version), because its clients parse that
+shape. ``TFServingRoute`` turns every error on these routes into it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import ServingStateDep, TFServingDep
+from app.schemas.tfserving import (
+    ErrorResponse,
+    ModelMetadataResponse,
+    ModelSpec,
+    ModelStatusResponse,
+    ModelVersionStatus,
+    PredictRequest,
+)
+from app.services.tfserving import (
+    SIGNATURE_NAME,
+    InvalidArgument,
+    ServableNotFound,
+    TFServingError,
+    TFServingService,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class TFServingRoute(APIRoute):
+    """A route whose errors are TensorFlow Serving's ``{"error": ...}`` bodies."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def tf_serving_errors(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except TFServingError as exc:
+                return JSONResponse({"error": str(exc)}, status_code=exc.status_code)
+            except RequestValidationError as exc:
+                return JSONResponse({"error": str(exc.errors())}, status_code=400)
+            except Exception:
+                logger.exception("unhandled error on %s %s", request.method, request.url.path)
+                return JSONResponse(
+                    {"error": "Internal error; the server logged it"}, status_code=500
+                )
+
+        return tf_serving_errors
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Malformed request, bad shape or label."},
+    404: {"model": ErrorResponse, "description": "No such model or version."},
+}
+_PREDICT_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": PredictRequest.model_json_schema()}},
+    }
+}
+router = APIRouter(tags=["tensorflow-serving"], route_class=TFServingRoute, responses=_ERRORS)
+
+
+def _version(text: str) -> int:
+    """A version path segment; TensorFlow Serving's URLs accept digits only."""
+    if not text.isdigit():
+        raise ServableNotFound(f"Malformed request: version {text!r} is not a number")
+    return int(text)
+
+
+# -- model status ---------------------------------------------------------------------
+
+
+def _status(
+    service: TFServingService, state: ServingStateDep, name: str, version: int | None
+) -> ModelStatusResponse:
+    return ModelStatusResponse(
+        model_version_status=[
+            ModelVersionStatus(version=str(s.version), state=s.state)
+            for s in service.status(state.model, name, version)
+        ]
+    )
+
+
+@router.get("/v1/models/{name}")
+def model_status(name: str, service: TFServingDep, state: ServingStateDep) -> ModelStatusResponse:
+    """Status of every complete version: loaded ones AVAILABLE, the others END."""
+    return _status(service, state, name, None)
+
+
+@router.get("/v1/models/{name}/versions/{version}")
+def model_version_status(
+    name: str, version: str, service: TFServingDep, state: ServingStateDep
+) -> ModelStatusResponse:
+    """Status of one version."""
+    return _status(service, state, name, _version(version))
+
+
+@router.get("/v1/models/{name}/labels/{label}")
+def model_label_status(
+    name: str, label: str, service: TFServingDep, state: ServingStateDep
+) -> ModelStatusResponse:
+    """Status of the version a label (production, candidate) points at."""
+    return _status(service, state, name, service.label_version(name, label))
+
+
+# -- model metadata -------------------------------------------------------------------
+
+
+def _metadata(
+    service: TFServingService,
+    state: ServingStateDep,
+    name: str,
+    version: int | None = None,
+    label: str | None = None,
+) -> ModelMetadataResponse:
+    chosen = service.version_for(state.model, name, version, label)
+    signature = service.signature(name, chosen)
+    return ModelMetadataResponse(
+        model_spec=ModelSpec(name=name, version=str(chosen)),
+        metadata={"signature_def": {"signature_def": {SIGNATURE_NAME: signature.as_json()}}},
+    )
+
+
+@router.get("/v1/models/{name}/metadata")
+def model_metadata(
+    name: str, service: TFServingDep, state: ServingStateDep
+) -> ModelMetadataResponse:
+    """The serving version's signature: input features [-1, lookback, features], outputs."""
+    return _metadata(service, state, name)
+
+
+@router.get("/v1/models/{name}/versions/{version}/metadata")
+def model_version_metadata(
+    name: str, version: str, service: TFServingDep, state: ServingStateDep
+) -> ModelMetadataResponse:
+    """One version's signature."""
+    return _metadata(service, state, name, version=_version(version))
+
+
+@router.get("/v1/models/{name}/labels/{label}/metadata")
+def model_label_metadata(
+    name: str, label: str, service: TFServingDep, state: ServingStateDep
+) -> ModelMetadataResponse:
+    """The signature of the version a label points at."""
+    return _metadata(service, state, name, label=label)
+
+
+# -- predict --------------------------------------------------------------------------
+
+
+async def _predict(
+    request: Request,
+    service: TFServingService,
+    state: ServingStateDep,
+    name: str,
+    version: int | None = None,
+    label: str | None = None,
+) -> JSONResponse:
+    try:
+        body = json.loads(await request.body())
+    except ValueError as exc:
+        raise InvalidArgument(f"JSON Parse error: {exc}") from None
+
+    def answer() -> dict[str, Any]:
+        model = service.resolve(state.model, name, version, label)
+        return service.predict(model, body)
+
+    return JSONResponse(await run_in_threadpool(answer))
+
+
+@router.post("/v1/models/{name}:predict", openapi_extra=_PREDICT_DOC)
+async def predict(
+    name: str, request: Request, service: TFServingDep, state: ServingStateDep
+) -> JSONResponse:
+    """Predict with the serving version: instances → predictions, inputs → outputs."""
+    return await _predict(request, service, state, name)
+
+
+@router.post("/v1/models/{name}/versions/{version}:predict", openapi_extra=_PREDICT_DOC)
+async def predict_version(
+    name: str, version: str, request: Request, service: TFServingDep, state: ServingStateDep
+) -> JSONResponse:
+    """Predict with one version (loaded on demand)."""
+    return await _predict(request, service, state, name, version=_version(version))
+
+
+@router.post("/v1/models/{name}/labels/{label}:predict", openapi_extra=_PREDICT_DOC)
+async def predict_label(
+    name: str, label: str, request: Request, service: TFServingDep, state: ServingStateDep
+) -> JSONResponse:
+    """Predict with the version a label (production, candidate) points at."""
+    return await _predict(request, service, state, name, label=label)
