@@ -177,7 +177,18 @@ def main() -> None:
     uvicorn = [sys.executable, "-m", "uvicorn", "--log-level", "warning", "--host", "127.0.0.1"]
     bare = start([*uvicorn, "--port", str(bare_port), "bench.bare_app:app"], bare_port, "/docs")
     served = start(
-        [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(app_port)],
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "serve",
+            "--workers",
+            "1",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(app_port),
+        ],
         app_port,
         "/readyz",
     )

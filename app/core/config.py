@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     model_name: str = Field("forecaster", pattern=r"^[A-Za-z0-9_.-]+$")
     host: str = "0.0.0.0"
     port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(
+        2, ge=1, le=64, description="gunicorn worker processes; 1 runs a single uvicorn."
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     cors_origins: tuple[str, ...] = ()
 

@@ -85,3 +85,23 @@ def test_promoting_a_missing_version_fails_clearly(data_dir: Path, tmp_path: Pat
     result = CliRunner().invoke(cli, ["models", "promote", "9"])
     assert result.exit_code == 1
     assert "version 9 is not in" in result.output
+
+
+def test_serve_runs_gunicorn_workers_or_one_uvicorn() -> None:
+    from app.cli import GUNICORN_CONFIG, gunicorn_command
+
+    assert gunicorn_command("0.0.0.0", 8000, 1) is None
+    command = gunicorn_command("127.0.0.1", 9000, 3)
+    assert command is not None
+    assert command[1:4] == ["-m", "gunicorn", "-c"]
+    assert command[4] == str(GUNICORN_CONFIG)
+    assert GUNICORN_CONFIG.is_file()
+    assert command[5:] == ["--bind", "127.0.0.1:9000", "--workers", "3"]
+
+
+def test_workers_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.core.config import Settings
+
+    assert Settings().workers == 2  # config/default.yaml
+    monkeypatch.setenv("QUANTSERVE_WORKERS", "4")
+    assert Settings().workers == 4
