@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from optimizer._errors import InvalidProblem
 from optimizer._estimators import check_returns
-from optimizer._factor_model import FactorModel
+from optimizer._factor_model import FactorModel, as_float_array
 from optimizer._risk import covariance_factor
 from optimizer._typing import FloatArray
 
@@ -143,7 +143,7 @@ class ProblemData:
             On non-numeric, NaN or infinite values, shape mismatches, or a covariance
             that is not symmetric positive semidefinite.
         """
-        mu = _as_float_array(expected_returns, "expected_returns")
+        mu = as_float_array(expected_returns, "expected_returns")
         if mu.ndim != 1 or mu.shape[0] == 0:
             raise InvalidProblem(
                 f"expected_returns must be a non-empty 1-D array (one value per asset); "
@@ -171,7 +171,7 @@ class ProblemData:
                 specific_volatility=np.sqrt(covariance.specific_variance),
                 **optional,
             )
-        sigma = _as_float_array(covariance, "covariance")
+        sigma = as_float_array(covariance, "covariance")
         if sigma.shape != (n_assets, n_assets):
             raise InvalidProblem(
                 f"covariance has shape {sigma.shape} but expected_returns has {n_assets} "
@@ -181,15 +181,6 @@ class ProblemData:
         factor = covariance_factor(sigma)
         symmetric: FloatArray = (sigma + sigma.T) / 2.0
         return cls(expected_returns=mu, risk_factor=factor, dense_covariance=symmetric, **optional)
-
-
-def _as_float_array(values: npt.ArrayLike, name: str) -> FloatArray:
-    """``values`` as a float64 array, or ``InvalidProblem`` if it is not numeric."""
-    try:
-        array: FloatArray = np.array(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidProblem(f"{name} must be numeric: {exc}") from exc
-    return array
 
 
 def _check_finite(values: FloatArray, name: str) -> None:
@@ -205,7 +196,7 @@ def _vector(values: npt.ArrayLike | None, n_assets: int, name: str) -> FloatArra
     """An optional per-asset vector (a scalar is broadcast), checked."""
     if values is None:
         return None
-    array = _as_float_array(values, name)
+    array = as_float_array(values, name)
     if array.ndim == 0:
         array = np.full(n_assets, float(array))
     if array.shape != (n_assets,):

@@ -51,9 +51,11 @@ class FactorModel:
     specific_variance: FloatArray
 
     def __post_init__(self) -> None:
-        loadings = _as_array(self.loadings, "loadings")
-        factor_covariance = _as_array(self.factor_covariance, "factor_covariance")
-        specific = _as_array(self.specific_variance, "specific_variance")
+        loadings = as_float_array(self.loadings, "the factor model's loadings")
+        factor_covariance = as_float_array(
+            self.factor_covariance, "the factor model's factor_covariance"
+        )
+        specific = as_float_array(self.specific_variance, "the factor model's specific_variance")
         if loadings.ndim != 2 or loadings.shape[1] == 0:
             raise InvalidProblem(
                 f"loadings must be a 2-D (n_assets, n_factors) array with at least one "
@@ -164,9 +166,10 @@ class FactorModel:
         )
 
 
-def _as_array(values: npt.ArrayLike, name: str) -> FloatArray:
+def as_float_array(values: npt.ArrayLike, name: str) -> FloatArray:
+    """``values`` as a float64 array, or ``InvalidProblem`` if it is not numeric."""
     try:
         array: FloatArray = np.array(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise InvalidProblem(f"the factor model's {name} must be numeric: {exc}") from exc
+        raise InvalidProblem(f"{name} must be numeric: {exc}") from exc
     return array
