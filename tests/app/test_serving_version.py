@@ -10,27 +10,14 @@ from prometheus_client import CollectorRegistry
 
 from app.core.config import Settings
 from app.main import create_app
-from tests.training.synthetic import synthetic_features
-from training import schema
-from training.config import TrainingConfig
+from tests.training.synthetic import build_model_store
 from training.registry import ModelRegistry
-from training.train import train_and_export
-
-TINY = TrainingConfig(lookback_days=5, hidden_units=4, epochs=1, batch_size=256)
 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("serving")
-    features = synthetic_features(n_days=300)
-    # The feature table as the Spark job writes it: Parquet partitioned by year.
-    features[schema.CLOSE] = 100.0
-    features[schema.YEAR] = features[schema.DATE].dt.year
-    (root / "data").mkdir()
-    features.to_parquet(root / "data" / "features", partition_cols=[schema.YEAR])
-    for _ in range(2):
-        train_and_export(features, root / "models", "forecaster", TINY)
-    return root
+    """Two tiny versions of "forecaster", none promoted."""
+    return build_model_store(tmp_path_factory.mktemp("serving"), versions=2)
 
 
 def _client(root: Path) -> TestClient:

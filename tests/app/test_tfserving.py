@@ -19,14 +19,11 @@ from prometheus_client import CollectorRegistry
 
 from app.core.config import Settings
 from app.main import create_app
-from tests.training.synthetic import synthetic_features
+from tests.training.synthetic import build_model_store
 from training import schema
-from training.config import TrainingConfig
 from training.registry import ModelRegistry
-from training.train import train_and_export
 
-TINY = TrainingConfig(lookback_days=5, hidden_units=4, epochs=1, batch_size=256)
-LOOKBACK = TINY.lookback_days
+LOOKBACK = 5  # the look-back of build_model_store's tiny versions
 N_FEATURES = len(schema.FEATURE_COLUMNS)
 OUTPUTS = sorted(
     ["expected_log_return_5d", "log_return_quantiles_5d", "variance_21d", "volatility_21d"]
@@ -36,14 +33,7 @@ OUTPUTS = sorted(
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store with versions 1, 2 and 3 of "forecaster"; version 2 is in production."""
-    root = tmp_path_factory.mktemp("tfserving")
-    features = synthetic_features(n_days=300)
-    features[schema.CLOSE] = 100.0
-    features[schema.YEAR] = features[schema.DATE].dt.year
-    (root / "data").mkdir()
-    features.to_parquet(root / "data" / "features", partition_cols=[schema.YEAR])
-    for _ in range(3):
-        train_and_export(features, root / "models", "forecaster", TINY)
+    root = build_model_store(tmp_path_factory.mktemp("tfserving"), versions=3)
     registry = ModelRegistry(root / "models" / "forecaster")
     for version in (1, 2, 3):
         registry.register(version)

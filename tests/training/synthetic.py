@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -29,3 +31,33 @@ def synthetic_features(n_days: int = 500, tickers: int = 3, seed: int = 0) -> pd
         frame[schema.TARGET_VARIANCE] = (r**2)[::-1].rolling(21).sum()[::-1].shift(-1)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
+
+
+def write_feature_table(features: pd.DataFrame, path: Path) -> None:
+    """Write ``features`` as the Spark job does: Parquet partitioned by year, dates as date32.
+
+    Spark cannot read nanosecond timestamps, so dates are written as Arrow dates;
+    ``training.features.load_features`` reads them back as datetime64.
+    """
+    table = features.assign(
+        **{
+            schema.CLOSE: features.get(schema.CLOSE, 100.0),
+            schema.YEAR: features[schema.DATE].dt.year,
+            schema.DATE: features[schema.DATE].dt.date,
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(path, partition_cols=[schema.YEAR])
+
+
+def build_model_store(root: Path, versions: int, n_days: int = 300) -> Path:
+    """``root/data/features`` and ``versions`` tiny exported versions in ``root/models``."""
+    from training.config import TrainingConfig
+    from training.train import train_and_export
+
+    tiny = TrainingConfig(lookback_days=5, hidden_units=4, epochs=1, batch_size=256)
+    features = synthetic_features(n_days=n_days)
+    write_feature_table(features, root / "data" / "features")
+    for _ in range(versions):
+        train_and_export(features, root / "models", "forecaster", tiny)
+    return root

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.training.synthetic import synthetic_features
+from tests.training.synthetic import synthetic_features, write_feature_table
 from training import schema
 from training.config import TrainingConfig
 from training.evaluation import (
@@ -142,11 +142,7 @@ def test_diebold_mariano_and_r2() -> None:
 
 def test_refits_run_as_spark_tasks(spark, tmp_path: Path, features: pd.DataFrame) -> None:
     path = tmp_path / "features"
-    # dates as Arrow date32, as the Spark job writes them (Spark reads no ns timestamps)
-    table = features.assign(
-        close=100.0, year=features[schema.DATE].dt.year, date=features[schema.DATE].dt.date
-    )
-    table.to_parquet(path, partition_cols=["year"])
+    write_feature_table(features, path)
     config = WalkForwardConfig(first_test_year=2012, training=CONFIG.training, garch=False)
     distributed = run_walk_forward(spark, path, config)
     local = run_walk_forward(None, path, config)
