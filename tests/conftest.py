@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,6 +12,10 @@ import pytest
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+# Apps built by tests run without API keys unless a test configures keys itself (the
+# auth tests do); servers the tests start as subprocesses inherit it too.
+os.environ.setdefault("QUANTSERVE_DEV_MODE", "1")
 
 
 @pytest.fixture(scope="session")

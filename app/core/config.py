@@ -35,6 +35,67 @@ class OptimizerSettings(BaseModel):
     )
 
 
+Role = Literal["viewer", "trader", "admin"]
+"""viewer: forecasts and models; trader: also optimize and back-tests; admin: everything."""
+
+
+class ApiKey(BaseModel):
+    """One API key, stored as the SHA-256 of the key (never the key itself)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$", description="Shown in logs and audit.")
+    role: Role
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the key.")
+
+
+class LimitSettings(BaseModel):
+    """What one request may ask for, and how often a key may ask."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Larger bodies get 413.")
+    max_tickers: int = Field(500, ge=1, description="Tickers per forecast or optimize request.")
+    max_frontier_points: int = Field(50, ge=2, description="Points per efficient frontier.")
+    solver_time_limit_seconds: float = Field(10.0, gt=0, description="Per solve.")
+    rate_per_second: float = Field(
+        50.0, ge=0, description="Token-bucket refill per key (0 disables rate limiting)."
+    )
+    burst: int = Field(100, ge=1, description="Token-bucket size per key.")
+
+
+class LifecycleSettings(BaseModel):
+    """How the server notices new model versions, promotions and new features."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    poll_interval_seconds: float = Field(
+        10.0, ge=0, description="Model store, registry and features poll; 0 disables."
+    )
+
+
+class BatchingSettings(BaseModel):
+    """Micro-batching of concurrent TensorFlow Serving ``:predict`` requests."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    max_batch_size: int = Field(256, ge=1, description="Most instances run in one call.")
+    max_wait_ms: float = Field(
+        2.0, ge=0, description="Longest a request waits for others to join its batch."
+    )
+
+
+class AuditSettings(BaseModel):
+    """Where optimize, back-test and admin actions are recorded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str | None = Field(
+        None, description="SQLAlchemy URL; None is SQLite in WAL mode at <data_dir>/audit.db."
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of the service and the pipeline."""
 
@@ -53,11 +114,20 @@ class Settings(BaseSettings):
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     cors_origins: tuple[str, ...] = ()
+    dev_mode: bool = Field(
+        False, description="Serve without API keys (every caller is admin); warns at start."
+    )
+    api_keys: tuple[ApiKey, ...] = ()
+    protect_metrics: bool = Field(False, description="/metrics needs a key (any role).")
 
     ingest: IngestConfig = IngestConfig()
     spark: SparkConfig = SparkConfig()
     training: TrainingConfig = TrainingConfig()
     optimizer: OptimizerSettings = OptimizerSettings()
+    limits: LimitSettings = LimitSettings()
+    lifecycle: LifecycleSettings = LifecycleSettings()
+    batching: BatchingSettings = BatchingSettings()
+    audit: AuditSettings = AuditSettings()
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
@@ -76,6 +146,11 @@ class Settings(BaseSettings):
     def features_dir(self) -> Path:
         """The Spark feature table (Parquet partitioned by year)."""
         return self.data_dir / "features"
+
+    @property
+    def audit_url(self) -> str:
+        """The audit database: ``audit.url``, else SQLite at ``<data_dir>/audit.db``."""
+        return self.audit.url or f"sqlite:///{(self.data_dir / 'audit.db').resolve()}"
 
     @classmethod
     def settings_customise_sources(
