@@ -2,11 +2,13 @@
 
 The routes in ``app.api.routes.tfserving`` only parse and shape; everything that knows
 of versions, labels, signatures and tensors is here. Errors are ``TFServingError``
-subclasses carrying TensorFlow Serving's HTTP status and message::
+subclasses carrying TensorFlow Serving's HTTP status and message (``ServableNotFound``
+404, ``InvalidArgument`` 400; the tree is drawn in ``_tfserving_request``, which defines
+them with the request checks and is re-exported here).
 
-    TFServingError           (status 500)
-     ├── ServableNotFound    404: no such model, version or servable
-     └── InvalidArgument     400: malformed body, bad shape, unknown label or signature
+A predict is three steps, so that concurrent requests can share one model call
+(``app.services.batching``): ``parse_predict`` checks the body against the signature,
+the model runs (alone or in a batch), ``format_predict`` shapes the outputs.
 
 Versions other than the serving one are loaded on demand and kept in a small
 least-recently-used cache, so a client may pin any complete version in the store.
@@ -25,39 +27,41 @@ from typing import Any
 
 import numpy as np
 
+from app.services._tfserving_request import (
+    MAX_INSTANCES,
+    SIGNATURE_NAME,
+    InvalidArgument,
+    ParsedPredict,
+    ServableNotFound,
+    TFServingError,
+    parse_predict,
+)
 from app.services.model_registry import LoadedModel, load_model, serving_version
 from training.errors import ArtifactNotFound
 from training.model_store import list_versions
 from training.registry import ModelRegistry, Stage
 
+__all__ = [
+    "MAX_INSTANCES",
+    "SIGNATURE_NAME",
+    "InvalidArgument",
+    "ParsedPredict",
+    "ServableNotFound",
+    "Signature",
+    "TFServingError",
+    "TFServingService",
+    "TensorInfo",
+    "VersionState",
+    "read_signature",
+]
+
 logger = logging.getLogger(__name__)
 
-SIGNATURE_NAME = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
-MAX_INSTANCES = 1024
-"""Most instances (rows of the batch) one predict request may carry."""
 LABELS = (Stage.PRODUCTION.value, Stage.CANDIDATE.value)
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 Loader = Callable[[Path, str, int], LoadedModel]
-
-
-class TFServingError(Exception):
-    """An error answered as TensorFlow Serving does: ``{"error": message}`` with a status."""
-
-    status_code = 500
-
-
-class ServableNotFound(TFServingError):
-    """No such model, version or label target (TensorFlow Serving's NOT_FOUND)."""
-
-    status_code = 404
-
-
-class InvalidArgument(TFServingError):
-    """The request cannot be answered as sent (TensorFlow Serving's INVALID_ARGUMENT)."""
-
-    status_code = 400
 
 
 @dataclass(frozen=True)
@@ -283,129 +287,48 @@ class TFServingService:
 
     # -- predict --------------------------------------------------------------------
 
-    def predict(self, model: LoadedModel, body: Any) -> dict[str, Any]:
-        """Answer a predict body in the row (``instances``) or columnar (``inputs``) format.
+    def parse_predict(self, model: LoadedModel, body: Any) -> ParsedPredict:
+        """Check a predict body against ``model``'s signature; InvalidArgument says why not.
+
+        Takes the row (``instances``) or columnar (``inputs``) format, plain or named
+        (``{"features": ...}``). Runs before the request joins a batch, so a bad body
+        fails alone.
+        """
+        return parse_predict(body, self.signature(model.name, model.version))
+
+    @staticmethod
+    def format_predict(parsed: ParsedPredict, outputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        """The answer to ``parsed`` from the model's outputs for its rows.
 
         The row format answers ``{"predictions": [...]}``, one entry per instance, each
         an object of output name to value when the signature has several outputs. The
         columnar format answers ``{"outputs": ...}``: the output's batch, or an object
         of output name to batch.
         """
-        if not isinstance(body, dict):
-            raise InvalidArgument("Request body must be a JSON object")
-        signature_name = body.get("signature_name", SIGNATURE_NAME)
-        if signature_name != SIGNATURE_NAME:
-            raise InvalidArgument(
-                f'Serving signature name: "{signature_name}" not found in signature def'
-            )
-        has_instances, has_inputs = "instances" in body, "inputs" in body
-        if has_instances and has_inputs:
-            raise InvalidArgument(
-                "Not formatted correctly expecting only one of 'inputs' or 'instances' keys exist"
-            )
-        if not has_instances and not has_inputs:
-            raise InvalidArgument("Missing 'inputs' or 'instances' key")
-        signature = self.signature(model.name, model.version)
-        row_format = has_instances
-        raw = _row_tensor(body["instances"], signature) if row_format else body["inputs"]
-        if not row_format and isinstance(raw, dict):
-            raw = _named_input(raw, signature)
-        features = _validated(raw, signature, "instances" if row_format else "inputs")
-        outputs = self._run(model, signature, features)
-        if row_format:
-            return {"predictions": _rows(outputs)}
-        if len(outputs) == 1:
-            return {"outputs": next(iter(outputs.values())).tolist()}
-        return {"outputs": {name: value.tolist() for name, value in outputs.items()}}
+        shaped = _shaped(outputs, parsed.signature, parsed.features.shape[0])
+        if parsed.row_format:
+            return {"predictions": _rows(shaped)}
+        if len(shaped) == 1:
+            return {"outputs": next(iter(shaped.values())).tolist()}
+        return {"outputs": {name: value.tolist() for name, value in shaped.items()}}
 
-    @staticmethod
-    def _run(
-        model: LoadedModel, signature: Signature, features: np.ndarray
-    ) -> dict[str, np.ndarray]:
-        """Outputs with the signature's shapes (``LoadedModel.predict`` drops unit axes)."""
-        result = model.predict(features)
-        batch = features.shape[0]
-        shaped = {}
-        for name, info in signature.outputs.items():
-            value = np.asarray(result[name])
-            if info.shape is not None:
-                value = value.reshape((batch, *(-1 if d < 0 else d for d in info.shape[1:])))
-            shaped[name] = value
-        return shaped
+    def predict(self, model: LoadedModel, body: Any) -> dict[str, Any]:
+        """Parse, call the model once for this body alone, format: the unbatched path."""
+        parsed = self.parse_predict(model, body)
+        return self.format_predict(parsed, model.predict(parsed.features))
 
 
-def _row_tensor(instances: Any, signature: Signature) -> Any:
-    """The batch from row-format ``instances``: plain values or ``{input: value}`` objects."""
-    if not isinstance(instances, list):
-        raise InvalidArgument("'instances' must be a JSON list, one entry per instance")
-    objects = [isinstance(i, dict) for i in instances]
-    if any(objects) and not all(objects):
-        raise InvalidArgument(
-            "'instances' mixes objects and plain values; send either every instance as "
-            f'{{"{signature.input_name}": [...]}} or every one as a plain list'
-        )
-    if instances and all(objects):
-        return [_named_input(i, signature) for i in instances]
-    return instances
-
-
-def _named_input(named: dict[str, Any], signature: Signature) -> Any:
-    """The value of the signature's input in ``{input name: value}``."""
-    unknown = sorted(set(named) - set(signature.inputs))
-    if unknown:
-        raise InvalidArgument(
-            f"unknown input {unknown[0]!r}; the signature {SIGNATURE_NAME!r} takes "
-            f"{', '.join(repr(n) for n in signature.inputs)}"
-        )
-    if signature.input_name not in named:
-        raise InvalidArgument(f"missing input {signature.input_name!r}")
-    return named[signature.input_name]
-
-
-def _validated(raw: Any, signature: Signature, key: str) -> np.ndarray:
-    """``raw`` as a float32 batch the signature accepts, or InvalidArgument saying why."""
-    info = signature.inputs[signature.input_name]
-    expected = info.shape
-    wanted = (
-        f"input {signature.input_name!r} of the signature {SIGNATURE_NAME!r} has shape "
-        f"{list(expected) if expected is not None else 'unknown'} (instances x lookback days "
-        "x features), dtype float32"
-    )
-    if not isinstance(raw, list) or not raw:
-        raise InvalidArgument(f"'{key}' must be a non-empty list of instances; {wanted}")
-    if len(raw) > MAX_INSTANCES:
-        raise InvalidArgument(
-            f"'{key}' holds {len(raw)} instances; at most {MAX_INSTANCES} are accepted per "
-            "request: split the batch"
-        )
-    try:
-        features = np.asarray(raw, dtype=np.float32)
-    except (ValueError, TypeError):
-        features = None
-    if features is None or (expected is not None and not _fits(features.shape, expected)):
-        raise InvalidArgument(f"{_first_bad_instance(raw, expected)}; {wanted}")
-    if not np.isfinite(features).all():
-        raise InvalidArgument(f"'{key}' holds values that are not finite numbers")
-    return features
-
-
-def _fits(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:
-    return len(shape) == len(expected) and all(
-        e < 0 or s == e for s, e in zip(shape, expected, strict=True)
-    )
-
-
-def _first_bad_instance(raw: list[Any], expected: tuple[int, ...] | None) -> str:
-    """Which instance is malformed, and how."""
-    inner = expected[1:] if expected is not None else None
-    for index, instance in enumerate(raw):
-        try:
-            array = np.asarray(instance, dtype=np.float32)
-        except (ValueError, TypeError):
-            return f"instance {index} is not a rectangular list of numbers"
-        if inner is not None and not _fits(array.shape, inner):
-            return f"instance {index} has shape {list(array.shape)}, expected {list(inner)}"
-    return "the instances do not form one batch"
+def _shaped(
+    outputs: Mapping[str, np.ndarray], signature: Signature, batch: int
+) -> dict[str, np.ndarray]:
+    """Outputs with the signature's shapes (``LoadedModel.predict`` drops unit axes)."""
+    shaped = {}
+    for name, info in signature.outputs.items():
+        value = np.asarray(outputs[name])
+        if info.shape is not None:
+            value = value.reshape((batch, *(-1 if d < 0 else d for d in info.shape[1:])))
+        shaped[name] = value
+    return shaped
 
 
 def _rows(outputs: dict[str, np.ndarray]) -> list[Any]:

@@ -33,6 +33,10 @@ def _families(text: str) -> dict[str, tuple[str, list[tuple[str, dict[str, str],
     }
 
 
+COUNT_HISTOGRAMS = {"quantserve_predict_batch_instances", "quantserve_predict_batch_requests"}
+"""Histograms of counts: the batch sizes of micro-batched predicts."""
+
+
 def test_names_follow_prometheus_conventions(tmp_path: Path) -> None:
     settings = Settings(
         environment="test", data_dir=tmp_path / "data", models_dir=tmp_path / "models"
@@ -47,7 +51,8 @@ def test_names_follow_prometheus_conventions(tmp_path: Path) -> None:
         if kind == "counter":
             assert all(s[0].endswith(("_total", "_created")) for s in samples), name
         if kind == "histogram":
-            assert name.endswith(("_seconds", "_bytes")), name
+            # A base unit, or a count of things (Prometheus: unitless values take no suffix).
+            assert name.endswith(("_seconds", "_bytes")) or name in COUNT_HISTOGRAMS, name
         if "timestamp" in name:
             assert name.endswith("_timestamp_seconds"), name
         for _, labels, _ in samples:

@@ -6,6 +6,9 @@ status codes. Errors here are deliberately *not* RFC 9457 problem+json like the 
 of quantserve: they are TensorFlow Serving's ``{"error": "<message>"}`` with its status
 codes (400 bad input, 404 unknown model or version), because its clients parse that
 shape. ``TFServingRoute`` turns every error on these routes into it.
+
+Predict checks the body first, then hands the features to the app's ``MicroBatcher``,
+which may answer several concurrent requests with one model call.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
-from app.api.deps import ServingStateDep, TFServingDep
+from app.api.deps import BatcherDep, ServingStateDep, TFServingDep
 from app.schemas.tfserving import (
     ErrorResponse,
     ModelMetadataResponse,
@@ -30,9 +34,12 @@ from app.schemas.tfserving import (
     ModelVersionStatus,
     PredictRequest,
 )
+from app.services.batching import BatcherClosed
+from app.services.model_registry import LoadedModel
 from app.services.tfserving import (
     SIGNATURE_NAME,
     InvalidArgument,
+    ParsedPredict,
     ServableNotFound,
     TFServingError,
     TFServingService,
@@ -54,6 +61,16 @@ class TFServingRoute(APIRoute):
                 return JSONResponse({"error": str(exc)}, status_code=exc.status_code)
             except RequestValidationError as exc:
                 return JSONResponse({"error": str(exc.errors())}, status_code=400)
+            except BatcherClosed as exc:
+                # TensorFlow Serving's UNAVAILABLE, so clients retry on another replica.
+                return JSONResponse({"error": str(exc)}, status_code=503)
+            except HTTPException as exc:
+                # 401/403/429 from the role dependency (app.core.security) and 413 from
+                # the body limit: their status and headers (WWW-Authenticate, Retry-After),
+                # in TensorFlow Serving's shape, which its clients parse.
+                return JSONResponse(
+                    {"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+                )
             except Exception:
                 logger.exception("unhandled error on %s %s", request.method, request.url.path)
                 return JSONResponse(
@@ -167,6 +184,7 @@ def model_label_metadata(
 async def _predict(
     request: Request,
     service: TFServingService,
+    batcher: BatcherDep,
     state: ServingStateDep,
     name: str,
     version: int | None = None,
@@ -177,32 +195,50 @@ async def _predict(
     except ValueError as exc:
         raise InvalidArgument(f"JSON Parse error: {exc}") from None
 
-    def answer() -> dict[str, Any]:
+    def checked() -> tuple[LoadedModel, ParsedPredict]:
+        # In a thread: resolving may load a version from disk, and a 1,024-instance
+        # body takes milliseconds to check.
         model = service.resolve(state.model, name, version, label)
-        return service.predict(model, body)
+        return model, service.parse_predict(model, body)
 
-    return JSONResponse(await run_in_threadpool(answer))
+    model, parsed = await run_in_threadpool(checked)
+    outputs = await batcher.run(model, parsed.features)
+    return JSONResponse(service.format_predict(parsed, outputs))
 
 
 @router.post("/v1/models/{name}:predict", openapi_extra=_PREDICT_DOC)
 async def predict(
-    name: str, request: Request, service: TFServingDep, state: ServingStateDep
+    name: str,
+    request: Request,
+    service: TFServingDep,
+    batcher: BatcherDep,
+    state: ServingStateDep,
 ) -> JSONResponse:
     """Predict with the serving version: instances → predictions, inputs → outputs."""
-    return await _predict(request, service, state, name)
+    return await _predict(request, service, batcher, state, name)
 
 
 @router.post("/v1/models/{name}/versions/{version}:predict", openapi_extra=_PREDICT_DOC)
 async def predict_version(
-    name: str, version: str, request: Request, service: TFServingDep, state: ServingStateDep
+    name: str,
+    version: str,
+    request: Request,
+    service: TFServingDep,
+    batcher: BatcherDep,
+    state: ServingStateDep,
 ) -> JSONResponse:
     """Predict with one version (loaded on demand)."""
-    return await _predict(request, service, state, name, version=_version(version))
+    return await _predict(request, service, batcher, state, name, version=_version(version))
 
 
 @router.post("/v1/models/{name}/labels/{label}:predict", openapi_extra=_PREDICT_DOC)
 async def predict_label(
-    name: str, label: str, request: Request, service: TFServingDep, state: ServingStateDep
+    name: str,
+    label: str,
+    request: Request,
+    service: TFServingDep,
+    batcher: BatcherDep,
+    state: ServingStateDep,
 ) -> JSONResponse:
     """Predict with the version a label (production, candidate) points at."""
-    return await _predict(request, service, state, name, label=label)
+    return await _predict(request, service, batcher, state, name, label=label)
