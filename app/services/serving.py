@@ -1,4 +1,11 @@
-"""What the server holds while it runs: the loaded model, its forecasts, the optimizer."""
+"""What the server holds while it runs: the loaded model, its forecasts, the optimizer.
+
+A ``ServingState`` is immutable and built whole: ``build_serving_state`` loads one model
+version, verifies it against the features and computes every forecast before anything
+serves from it, and raises if any step fails. ``app.services.lifecycle`` decides when to
+build one and swaps it in. The optimizer, with its cache of compiled problems, is made
+once and shared by every state, so it survives swaps.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ import numpy as np
 
 from app.core.config import Settings
 from app.core.metrics import ServiceMetrics
-from app.services.errors import ModelNotLoaded
+from app.services.errors import ModelNotLoaded, ModelVerificationFailed
 from app.services.feature_store import FeatureStore
 from app.services.forecasts import ForecastService
 from app.services.model_registry import LoadedModel, load_model
@@ -19,13 +26,21 @@ from app.services.monitoring import MonitoringFacts, monitoring_facts
 from app.services.portfolios import PortfolioService
 from optimizer import PortfolioOptimizer
 from training.errors import ArtifactNotFound, PipelineError
+from training.model import SERVING_OUTPUTS
 
 logger = logging.getLogger(__name__)
+
+SIGNATURE_NAME = "serving_default"
+INPUT_NAME = "features"
 
 
 @dataclass(frozen=True)
 class ServingState:
-    """Loaded in the app's lifespan; ``model`` is None until a model and features exist."""
+    """One consistent set of model, forecasts and services; ``model`` is None until one loads.
+
+    Handlers take the state once per request, so a request that started before a swap
+    finishes on the state it started with.
+    """
 
     model: LoadedModel | None
     forecasts: ForecastService | None
@@ -34,6 +49,8 @@ class ServingState:
     monitoring: MonitoringFacts = field(default_factory=MonitoringFacts)
     """What the metrics report: model identity, data cutoff, drift, pipeline runs."""
     not_ready_reason: str | None = None
+    store: FeatureStore | None = None
+    """The feature table the forecasts came from (reused when only the model changes)."""
 
     @property
     def ready(self) -> bool:
@@ -56,44 +73,106 @@ class ServingState:
         return self.not_ready_reason or "no model is loaded yet"
 
 
-def load_serving_state(settings: Settings, metrics: ServiceMetrics) -> ServingState:
-    """Load the serving model version and the features; never raises.
-
-    A model that cannot be loaded leaves the server live but not ready, with the reason
-    (``/readyz`` says it), and counts in ``quantserve_model_load_failures_total`` by
-    reason: ``missing`` when no version or features exist yet, ``invalid`` when the
-    pipeline's artifacts are unusable, ``error`` for anything else (a corrupt SavedModel).
-    """
-    optimizer = PortfolioOptimizer(
+def build_optimizer(settings: Settings) -> PortfolioOptimizer:
+    """The one optimizer of the process (its compiled-problem cache outlives model swaps)."""
+    return PortfolioOptimizer(
         solver=settings.optimizer.solver,
         fallback_solvers=settings.optimizer.fallback_solvers,
         cache_size=settings.optimizer.cache_size,
+        time_limit_seconds=settings.limits.solver_time_limit_seconds,
     )
-    try:
-        model = _timed(load_model(settings.models_dir, settings.model_name), metrics)
-        store = FeatureStore.load(settings.features_dir)
-        forecasts = ForecastService(model, store)
-    except Exception as exc:
-        reason = f"{exc} (models_dir={settings.models_dir}, data_dir={settings.data_dir})"
-        failure = _failure_reason(exc)
-        metrics.model_load_failures.labels(failure).inc()
-        logger.warning(
-            "not ready: %s", reason, exc_info=failure == "error", extra={"load_failure": failure}
-        )
-        facts = monitoring_facts(settings.data_dir, None, None)
-        return ServingState(None, None, None, optimizer, facts, not_ready_reason=reason)
+
+
+def build_serving_state(
+    settings: Settings,
+    metrics: ServiceMetrics,
+    optimizer: PortfolioOptimizer,
+    version: int | None = None,
+    store: FeatureStore | None = None,
+) -> ServingState:
+    """Load ``version`` (the serving version when None), verify it, forecast; raise on failure.
+
+    ``store`` is reused when given (the features did not change), else read from
+    ``settings.features_dir``. Raises whatever the load raised (``ArtifactNotFound``,
+    a TensorFlow error for a corrupt SavedModel) or ``ModelVerificationFailed``.
+    """
+    model = load_model(settings.models_dir, settings.model_name, version)
+    store = store if store is not None else FeatureStore.load(settings.features_dir)
+    verify_model(model, store)
+    timed = _timed(model, metrics)
+    forecasts = ForecastService(timed, store)
+    if not forecasts.tickers:
+        raise ModelVerificationFailed("no ticker has a finite forecast")
     portfolios = PortfolioService(
         forecasts, optimizer, settings.optimizer.correlation_lookback_days
     )
-    facts = monitoring_facts(settings.data_dir, model, store)
-    return ServingState(model, forecasts, portfolios, optimizer, facts)
+    facts = monitoring_facts(settings.data_dir, timed, store)
+    return ServingState(timed, forecasts, portfolios, optimizer, facts, store=store)
 
 
-def _failure_reason(exc: Exception) -> str:
-    """The ``reason`` label of a load failure."""
+def verify_model(model: LoadedModel, store: FeatureStore) -> None:
+    """Raise ModelVerificationFailed unless ``model`` can serve forecasts from ``store``.
+
+    Checks, in order: the ``serving_default`` signature takes ``features`` of shape
+    ``(None, lookback_days, n_features)`` as its ``metadata.json`` says and returns every
+    serving output; the store holds each metadata feature and at least one complete
+    window; and a warm-up batch of those real windows gives finite values in every
+    output. The warm-up call also pays the signature's first-call cost before any
+    request does.
+    """
+    signature = model.saved_model.signatures.get(SIGNATURE_NAME)
+    if signature is None:
+        raise ModelVerificationFailed(f"the SavedModel has no {SIGNATURE_NAME!r} signature")
+    _, inputs = signature.structured_input_signature
+    spec = inputs.get(INPUT_NAME)
+    if spec is None or len(inputs) != 1:
+        raise ModelVerificationFailed(
+            f"its {SIGNATURE_NAME!r} signature takes {sorted(inputs)}, not one {INPUT_NAME!r} input"
+        )
+    expected = [None, model.lookback_days, len(model.feature_columns)]
+    if spec.shape.rank is None or spec.shape.as_list() != expected:
+        raise ModelVerificationFailed(
+            f"its signature takes {INPUT_NAME} of shape {spec.shape}, but metadata.json "
+            f"says lookback_days={model.lookback_days} and {len(model.feature_columns)} "
+            f"features, i.e. {expected}"
+        )
+    missing_outputs = sorted(set(SERVING_OUTPUTS) - set(signature.structured_outputs))
+    if missing_outputs:
+        raise ModelVerificationFailed(f"its signature lacks the outputs {missing_outputs}")
+    missing_features = sorted(set(model.feature_columns) - set(store.table.columns))
+    if missing_features:
+        raise ModelVerificationFailed(
+            f"the features at {store.path} lack the model's columns {missing_features}"
+        )
+    windows = store.latest_windows(model.lookback_days, model.feature_columns)
+    if not len(windows):
+        raise ModelVerificationFailed(
+            f"no ticker has {model.lookback_days} complete rows of features at {store.path}"
+        )
+    # build_windows keeps complete (finite) windows only, so a non-finite output is the
+    # model's fault, never the data's.
+    for name, values in model.predict(windows.features).items():
+        bad = ~np.isfinite(values)
+        if bad.any():
+            rows = bad.reshape(len(windows), -1).any(axis=1)
+            tickers = sorted({str(t) for t in windows.tickers[rows]})
+            raise ModelVerificationFailed(
+                f"the warm-up batch of {len(windows)} real windows gives non-finite "
+                f"{name} for {', '.join(tickers)}"
+            )
+
+
+def not_ready_state(settings: Settings, optimizer: PortfolioOptimizer, reason: str) -> ServingState:
+    """A state without a model: live, not ready, and saying why (``/readyz``, 503 bodies)."""
+    facts = monitoring_facts(settings.data_dir, None, None)
+    return ServingState(None, None, None, optimizer, facts, not_ready_reason=reason)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The ``reason`` label of ``quantserve_model_load_failures_total`` for ``exc``."""
     if isinstance(exc, ArtifactNotFound):
         return "missing"
-    if isinstance(exc, PipelineError):
+    if isinstance(exc, PipelineError | ModelVerificationFailed):
         return "invalid"
     return "error"
 

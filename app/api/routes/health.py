@@ -1,4 +1,7 @@
-"""Liveness and readiness probes (open, never authenticated)."""
+"""Liveness and readiness probes (open, never authenticated).
+
+Both are ``async``: they answer on the event loop even when solves fill the thread pool.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +14,13 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok"}
 
 
 @router.get("/readyz", responses={503: {"description": "No model loaded yet."}})
-def readyz(state: ServingStateDep) -> JSONResponse:
+async def readyz(state: ServingStateDep) -> JSONResponse:
     """200 once a model is loaded and forecasting, 503 before."""
     if state.ready and state.model is not None:
         return JSONResponse(

@@ -1,0 +1,369 @@
+"""Hot reload with real tiny SavedModels: new versions and features are noticed, verified
+and swapped in under traffic; broken versions are refused while the last good one serves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.core.config import LifecycleSettings, LimitSettings, Settings
+from app.main import create_app
+from app.services.lifecycle import ModelLifecycle, ReloadOutcome
+from tests.training.synthetic import build_model_store, synthetic_features, write_feature_table
+from training import schema
+from training.model_store import METADATA_FILE, read_metadata
+from training.registry import ModelRegistry
+
+LOOKBACK = 5  # build_model_store's tiny versions
+N_FEATURES = len(schema.FEATURE_COLUMNS)
+BROKEN_KINDS = ("metadata-mismatch", "corrupt-graph", "nan-outputs")
+_BUILT: dict[str, Path] = {}
+
+
+def tiny_store(factory: pytest.TempPathFactory) -> Path:
+    """Versions 1 and 2 of "forecaster" and their features, trained once per test run.
+
+    Tests never write here: each copies it with ``fresh_root``.
+    """
+    if "store" not in _BUILT:
+        from training.config import TrainingConfig
+        from training.features import load_features
+        from training.train import train_and_export
+
+        root = build_model_store(factory.mktemp("lifecycle-store"), versions=1)
+        # Another seed, so that version 2's forecasts differ from version 1's.
+        other = TrainingConfig(lookback_days=LOOKBACK, hidden_units=4, epochs=1, seed=8)
+        train_and_export(
+            load_features(root / "data" / "features"), root / "models", "forecaster", other
+        )
+        _BUILT["store"] = root
+    return _BUILT["store"]
+
+
+def fresh_root(store: Path, tmp_path: Path, versions: tuple[int, ...] = (1,)) -> Path:
+    """A writable copy of ``store`` holding only ``versions``; the others wait in staged/."""
+    root = tmp_path / "root"
+    shutil.copytree(store / "data", root / "data")
+    model_dir = root / "models" / "forecaster"
+    model_dir.mkdir(parents=True)
+    for source in (store / "models" / "forecaster").iterdir():
+        if source.name.isdigit():
+            kept = int(source.name) in versions
+            shutil.copytree(source, (model_dir if kept else root / "staged") / source.name)
+    return root
+
+
+def publish_version(root: Path, source: Path, version: int) -> Path:
+    """Export ``source`` as ``version`` the way the pipeline does: whole, by one rename."""
+    model_dir = root / "models" / "forecaster"
+    tmp = model_dir / f".export-{version}"
+    shutil.copytree(source, tmp)
+    final = model_dir / str(version)
+    os.rename(tmp, final)
+    return final
+
+
+def make_broken(root: Path, kind: str, source: Path | None = None) -> Path:
+    """A copy of ``source`` (version 1) that must not serve, in staged/.
+
+    ``metadata-mismatch``: metadata.json says another look-back than the signature;
+    ``corrupt-graph``: saved_model.pb does not parse; ``nan-outputs``: every float
+    variable is NaN, so the model loads and runs but answers NaN.
+    """
+    good = source if source is not None else root / "models" / "forecaster" / "1"
+    broken = root / "staged" / f"broken-{kind}-{good.name}"
+    shutil.copytree(good, broken)
+    if kind == "metadata-mismatch":
+        metadata = read_metadata(broken)
+        metadata["lookback_days"] = LOOKBACK + 2
+        (broken / METADATA_FILE).write_text(json.dumps(metadata))
+    elif kind == "corrupt-graph":
+        (broken / "saved_model.pb").write_bytes(b"\x08\x01not a SavedModel at all")
+    elif kind == "nan-outputs":
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(str(good))
+        for variable in loaded.variables:
+            if variable.dtype.is_floating:
+                variable.assign(tf.fill(variable.shape, float("nan")))
+        shutil.rmtree(broken)
+        tf.saved_model.save(loaded, str(broken), signatures=loaded.signatures)
+        shutil.copy(good / METADATA_FILE, broken / METADATA_FILE)
+    else:
+        raise ValueError(kind)
+    return broken
+
+
+def settings_for(root: Path, poll_seconds: float = 0.0) -> Settings:
+    return Settings(
+        environment="test",
+        data_dir=root / "data",
+        models_dir=root / "models",
+        lifecycle=LifecycleSettings(poll_interval_seconds=poll_seconds),
+        limits=LimitSettings(rate_per_second=0),  # the hammering below is one dev key
+    )
+
+
+@pytest.fixture
+def root(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
+    """Version 1 in the store, version 2 staged."""
+    return fresh_root(tiny_store(tmp_path_factory), tmp_path)
+
+
+@pytest.fixture
+def client(root: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(settings_for(root), registry=CollectorRegistry())) as client:
+        yield client
+
+
+def lifecycle_of(client: TestClient) -> ModelLifecycle:
+    lifecycle: ModelLifecycle = client.app.state.lifecycle  # type: ignore[attr-defined]
+    return lifecycle
+
+
+def forecast(client: TestClient) -> dict:
+    response = client.post("/v1/forecasts", json={})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def sample(client: TestClient, name: str, **labels: str) -> float | None:
+    """One sample of /metrics, None when absent."""
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return None
+
+
+# -- new versions -----------------------------------------------------------------------
+
+
+def test_a_new_version_is_picked_up_by_a_check_and_served(client: TestClient, root: Path) -> None:
+    before = forecast(client)
+    assert before["model"] == {"name": "forecaster", "version": 1}
+    lifecycle = lifecycle_of(client)
+    assert lifecycle.check().outcome is ReloadOutcome.UNCHANGED  # nothing new on disk
+
+    publish_version(root, root / "staged" / "2", 2)
+    result = lifecycle.check()
+
+    assert result.outcome is ReloadOutcome.SWAPPED
+    assert result.previous.model is not None
+    assert result.previous.model.version == 1
+    after = forecast(client)
+    assert after["model"] == {"name": "forecaster", "version": 2}
+    assert after["forecasts"] != before["forecasts"]  # another model's numbers
+    assert client.get("/readyz").json()["model"]["version"] == 2
+    assert client.get("/v1/models").json()["models"][0]["serving_version"] == 2
+    assert lifecycle.check().outcome is ReloadOutcome.UNCHANGED
+    assert sample(client, "quantserve_model_reloads_total", outcome="swapped") == 1
+    assert sample(client, "quantserve_model_serving_version", model="forecaster") == 2
+    assert sample(client, "quantserve_model_info", version="2", stage="candidate") == 1
+    assert sample(client, "quantserve_model_info", version="1") is None  # retired
+
+
+def test_a_version_swaps_under_concurrent_requests_without_a_failed_request(
+    client: TestClient, root: Path
+) -> None:
+    rng = np.random.default_rng(0)
+    instances = rng.normal(size=(2, LOOKBACK, N_FEATURES)).tolist()
+    stop = threading.Event()
+    seen: dict[int, list[int]] = {}
+    failures: list[str] = []
+
+    def forecasts(worker: int) -> None:
+        versions = seen.setdefault(worker, [])
+        while not stop.is_set():
+            try:
+                response = client.post("/v1/forecasts", json={"tickers": ["T0", "T1"]})
+                if response.status_code != 200:
+                    failures.append(f"forecasts {response.status_code}: {response.text}")
+                else:
+                    versions.append(response.json()["model"]["version"])
+            except Exception as exc:  # a failed request, reported below
+                failures.append(f"forecasts raised {exc!r}")
+
+    def predictions() -> None:
+        while not stop.is_set():
+            try:
+                response = client.post(
+                    "/v1/models/forecaster:predict", json={"instances": instances}
+                )
+                if response.status_code != 200 or len(response.json()["predictions"]) != 2:
+                    failures.append(f"predict {response.status_code}: {response.text}")
+                else:
+                    seen.setdefault(-1, []).append(0)
+            except Exception as exc:
+                failures.append(f"predict raised {exc!r}")
+
+    def swapper() -> None:
+        time.sleep(0.3)
+        publish_version(root, root / "staged" / "2", 2)
+        outcomes.append(lifecycle_of(client).check().outcome)  # what the poll does
+        time.sleep(0.2)
+        reload = client.post("/v1/admin/reload")  # an admin's forced reload, same version
+        outcomes.append(reload.json()["outcome"] if reload.status_code == 200 else reload.text)
+        time.sleep(0.3)
+
+    outcomes: list[object] = []
+    threads = [threading.Thread(target=forecasts, args=(i,)) for i in range(3)]
+    threads.append(threading.Thread(target=predictions))
+    for thread in threads:
+        thread.start()
+    swapping = threading.Thread(target=swapper)
+    swapping.start()
+    swapping.join(timeout=60)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert failures == []
+    assert outcomes == [ReloadOutcome.SWAPPED, "swapped"]
+    assert len(seen[-1]) > 5  # predicts ran throughout
+    for versions in (seen[i] for i in range(3)):
+        assert versions == sorted(versions), "a request saw the old version after the new"
+        assert versions[0] == 1
+        assert versions[-1] == 2
+    assert sample(client, "quantserve_model_reloads_total", outcome="swapped") == 2
+
+
+def test_a_server_without_a_model_becomes_ready_when_one_appears(root: Path) -> None:
+    shutil.move(root / "models" / "forecaster" / "1", root / "staged" / "1")
+    with TestClient(create_app(settings_for(root), registry=CollectorRegistry())) as client:
+        assert client.get("/readyz").status_code == 503
+        assert client.post("/v1/forecasts", json={}).status_code == 503
+        lifecycle = lifecycle_of(client)
+        assert lifecycle.check().outcome is ReloadOutcome.UNCHANGED  # the same nothing
+
+        publish_version(root, make_broken(root, "corrupt-graph", root / "staged" / "1"), 1)
+        assert lifecycle.check().outcome is ReloadOutcome.REFUSED
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert "version 1 was refused" in ready.json()["reason"]
+
+        publish_version(root, root / "staged" / "1", 2)
+        assert lifecycle.check().outcome is ReloadOutcome.SWAPPED
+
+        assert client.get("/readyz").json() == {
+            "status": "ready",
+            "model": {"name": "forecaster", "version": 2},
+        }
+        assert forecast(client)["model"]["version"] == 2
+        assert sample(client, "quantserve_model_ready") == 1
+
+
+# -- broken versions --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", BROKEN_KINDS)
+def test_a_broken_version_is_refused_and_the_last_good_one_serves(
+    client: TestClient, root: Path, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = forecast(client)
+    publish_version(root, make_broken(root, kind), 2)
+    lifecycle = lifecycle_of(client)
+
+    with caplog.at_level(logging.ERROR, logger="app.services.lifecycle"):
+        result = lifecycle.check()
+
+    assert result.outcome is ReloadOutcome.REFUSED
+    assert result.refused is not None
+    assert result.refused.version == 2
+    assert forecast(client) == before  # version 1 still serves, same forecasts
+    assert client.get("/readyz").json()["model"]["version"] == 1
+    failure = "error" if kind == "corrupt-graph" else "invalid"
+    assert result.refused.failure == failure
+    expected_reason = {
+        "metadata-mismatch": "lookback_days=7",
+        "corrupt-graph": "Cannot parse",
+        "nan-outputs": "non-finite",
+    }[kind]
+    (record,) = [r for r in caplog.records if r.name == "app.services.lifecycle"]
+    assert "version 2 was refused" in record.getMessage()
+    assert expected_reason in record.getMessage()
+    assert record.model_version == 2  # type: ignore[attr-defined]
+    assert sample(client, "quantserve_model_reloads_total", outcome="refused") == 1
+    assert sample(client, "quantserve_model_load_failures_total", reason=failure) == 1
+    assert sample(client, "quantserve_model_serving_version", model="forecaster") == 1
+
+    # Remembered: the next polls do not load it again...
+    assert lifecycle.check().outcome is ReloadOutcome.UNCHANGED
+    assert sample(client, "quantserve_model_reloads_total", outcome="refused") == 1
+    # ...until a good version replaces it.
+    publish_version(root, root / "staged" / "2", 3)
+    assert lifecycle.check().outcome is ReloadOutcome.SWAPPED
+    assert forecast(client)["model"]["version"] == 3
+
+
+def test_a_refused_version_is_retried_when_its_files_change(client: TestClient, root: Path) -> None:
+    broken = publish_version(root, make_broken(root, "corrupt-graph"), 2)
+    lifecycle = lifecycle_of(client)
+    assert lifecycle.check().outcome is ReloadOutcome.REFUSED
+    # Fixed in place by hand: the version's files changed, so it is tried again.
+    shutil.copy(root / "models" / "forecaster" / "1" / "saved_model.pb", broken / "saved_model.pb")
+    assert lifecycle.check().outcome is ReloadOutcome.SWAPPED
+    assert forecast(client)["model"]["version"] == 2
+
+
+# -- features and registry --------------------------------------------------------------
+
+
+def test_new_features_recompute_the_forecasts(client: TestClient, root: Path) -> None:
+    before = forecast(client)
+    features = root / "data" / "features"
+    staging = root / "data" / "features.new"
+    write_feature_table(synthetic_features(n_days=320, seed=1), staging)
+    shutil.rmtree(features)
+    os.rename(staging, features)
+
+    assert lifecycle_of(client).check().outcome is ReloadOutcome.SWAPPED
+
+    after = forecast(client)
+    assert after["model"] == before["model"]  # same version, new data
+    assert after["as_of"] > before["as_of"]  # 320 business days instead of 300
+    assert after["forecasts"] != before["forecasts"]
+
+
+def test_a_promotion_of_the_serving_version_relabels_without_a_reload(
+    client: TestClient, root: Path
+) -> None:
+    assert sample(client, "quantserve_model_info", version="1", stage="candidate") == 1
+    ModelRegistry(root / "models" / "forecaster").promote(1)  # e.g. `quantserve models promote`
+
+    assert lifecycle_of(client).check().outcome is ReloadOutcome.UNCHANGED
+
+    assert sample(client, "quantserve_model_info", version="1", stage="production") == 1
+    assert sample(client, "quantserve_model_info", version="1", stage="candidate") is None
+    assert sample(client, "quantserve_model_reloads_total", outcome="swapped") == 0
+
+
+def test_the_poll_loop_picks_up_a_new_version(root: Path) -> None:
+    app = create_app(settings_for(root, poll_seconds=0.2), registry=CollectorRegistry())
+    with TestClient(app) as client:
+        assert client.get("/readyz").json()["model"]["version"] == 1
+        publish_version(root, root / "staged" / "2", 2)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if client.get("/readyz").json()["model"]["version"] == 2:
+                break
+            time.sleep(0.05)
+        assert client.get("/readyz").json()["model"]["version"] == 2
+        assert forecast(client)["model"]["version"] == 2
+        assert sample(client, "quantserve_model_reloads_total", outcome="swapped") == 1
+        last_check = sample(client, "quantserve_model_last_check_timestamp_seconds")
+        assert last_check is not None
+        assert time.time() - last_check < 5
