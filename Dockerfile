@@ -3,7 +3,9 @@
 # needs Java) in one image, run as an unprivileged user.
 #   docker build -t quantserve:0.1.0 .
 #   docker run --rm -v qs-data:/app/data -v qs-models:/app/models quantserve:0.1.0 quantserve pipeline --if-missing
-#   docker run -p 8000:8000 -v qs-data:/app/data -v qs-models:/app/models quantserve:0.1.0
+#   docker run -p 8000:8000 -e 'QUANTSERVE_API_KEYS=alice:trader:<sha256>' -v qs-data:/app/data -v qs-models:/app/models quantserve:0.1.0
+# The API refuses to start without API keys (`quantserve keys create` makes one), unless
+# QUANTSERVE_DEV_MODE=1, which is for development only.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
@@ -43,7 +45,7 @@ COPY --from=build /opt/venv /opt/venv
 COPY config ./config
 COPY deploy/gunicorn.conf.py ./deploy/
 COPY deploy/spark ./deploy/spark
-RUN mkdir -p data models && chown -R 10001:10001 data models
+RUN mkdir -p data models audit && chown -R 10001:10001 data models audit
 USER 10001:10001
 EXPOSE 8000
 # Liveness only: /readyz stays 503 until a model exists, which is no reason to restart.

@@ -31,6 +31,7 @@ from optimizer._errors import (
     OptimizerError,
     ProgramInfeasible,
     ProgramUnbounded,
+    SolverTimeLimitExceeded,
 )
 from optimizer._estimators import (
     CovarianceEstimator,
@@ -126,6 +127,7 @@ __all__ = [
     "RiskParity",
     "RiskTerm",
     "SampleCovariance",
+    "SolverTimeLimitExceeded",
     "Term",
     "TrackingError",
     "Turnover",

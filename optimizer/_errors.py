@@ -11,7 +11,8 @@
      │                                      constraints together
      ├── ProgramUnbounded                   the objective can improve without limit
      └── NumericalSolverError               every solver failed or returned an inaccurate
-                                            or constraint-violating solution
+          │                                 or constraint-violating solution
+          └── SolverTimeLimitExceeded       the solve ran out of its time limit first
 
 Every error carries ``status`` (the last solver status, ``None`` when no solver ran)
 and ``constraints`` (names of the constraints involved, possibly empty).
@@ -75,3 +76,23 @@ class ProgramUnbounded(OptimizerError):
 
 class NumericalSolverError(OptimizerError):
     """Every solver failed, or returned an inaccurate or constraint-violating answer."""
+
+
+class SolverTimeLimitExceeded(NumericalSolverError):
+    """The solvers used up the solve's time limit before reaching an accurate solution.
+
+    ``time_limit_seconds`` is the limit (``PortfolioOptimizer(time_limit_seconds=...)``).
+    A subclass of :class:`NumericalSolverError`: no solution came out, and a server that
+    hits its limit often needs a higher limit, more CPU or smaller problems.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        time_limit_seconds: float,
+        status: str | None = None,
+        constraints: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message, status=status, constraints=constraints)
+        self.time_limit_seconds = time_limit_seconds

@@ -61,11 +61,16 @@ class PortfolioOptimizer:
         a constraint-violating solution. Default ``("SCS",)``.
     cache_size : int, optional
         Number of compiled problems kept. Default 128.
+    time_limit_seconds : float or None, optional
+        Wall time allowed to one solve, fallbacks included (a frontier is one solve per
+        point); past it :class:`SolverTimeLimitExceeded` is raised. Clarabel, SCS and
+        OSQP are stopped by their own time-limit options; other solvers are checked
+        when they return. Default ``None``: no limit.
 
     Raises
     ------
     ValueError
-        If a solver is not installed or ``cache_size < 1``.
+        If a solver is not installed, ``cache_size < 1`` or ``time_limit_seconds <= 0``.
     """
 
     def __init__(
@@ -73,6 +78,7 @@ class PortfolioOptimizer:
         solver: str = "CLARABEL",
         fallback_solvers: Sequence[str] = ("SCS",),
         cache_size: int = 128,
+        time_limit_seconds: float | None = None,
     ) -> None:
         self.solver = solver.upper()
         self.fallback_solvers = tuple(name.upper() for name in fallback_solvers)
@@ -82,7 +88,10 @@ class PortfolioOptimizer:
             raise ValueError(
                 f"solvers {missing} are not installed; choose among {sorted(installed)}"
             )
+        if time_limit_seconds is not None and not time_limit_seconds > 0:
+            raise ValueError(f"time_limit_seconds={time_limit_seconds} must be positive")
         self.cache_size = cache_size
+        self.time_limit_seconds = time_limit_seconds
         self._cache: LRUCache[CompileKey, CompiledProblem] = LRUCache(cache_size)
 
     @property
@@ -164,6 +173,8 @@ class PortfolioOptimizer:
             (``NoPositiveExcessReturn`` for an undefined max Sharpe).
         ProgramInfeasible, ProgramUnbounded, NumericalSolverError
             When solving fails; see ``optimizer._errors``.
+        SolverTimeLimitExceeded
+            When ``time_limit_seconds`` ran out first (a ``NumericalSolverError``).
         """
         data = ProblemData.from_arrays(
             expected_returns,
@@ -196,7 +207,9 @@ class PortfolioOptimizer:
             return build_result(objective, data, direct, rate, from_cache=False)
         compiled, from_cache = self.compile(objective, canonical, data_shape(data))
         try:
-            outcome = compiled.solve(objective, canonical, data, self.solvers)
+            outcome = compiled.solve(
+                objective, canonical, data, self.solvers, time_limit_seconds=self.time_limit_seconds
+            )
         except ProgramInfeasible as exc:
             raise self._explain_infeasible(objective, canonical, data, exc) from exc
         return build_result(objective, data, outcome, rate, from_cache=from_cache)

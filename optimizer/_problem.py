@@ -21,7 +21,12 @@ from optimizer._constraints import (
 )
 from optimizer._data import ProblemData
 from optimizer._diagnose import conflicting_constraints
-from optimizer._errors import NumericalSolverError, ProgramInfeasible, ProgramUnbounded
+from optimizer._errors import (
+    NumericalSolverError,
+    ProgramInfeasible,
+    ProgramUnbounded,
+    SolverTimeLimitExceeded,
+)
 from optimizer._objectives import Objective
 from optimizer._terms import CompileContext, ProblemShape
 from optimizer._typing import FloatArray
@@ -42,6 +47,14 @@ SOLVER_OPTIONS: Mapping[str, Mapping[str, Any]] = {
     "SCS": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 100_000},
 }
 """Options passed to each solver; others run with cvxpy's defaults."""
+
+TIME_LIMIT_OPTIONS: Mapping[str, str] = {
+    "CLARABEL": "time_limit",  # seconds; stops with status MaxTime (cvxpy: user_limit)
+    "SCS": "time_limit_secs",  # seconds; stops with an inaccurate solution
+    "OSQP": "time_limit",  # seconds
+}
+"""Each solver's own time-limit option. Solvers not listed cannot be stopped: the limit
+is checked after they return."""
 
 
 def canonical_constraints(constraints: Sequence[Constraint]) -> tuple[Constraint, ...]:
@@ -164,6 +177,8 @@ class CompiledProblem:
         constraints: Sequence[Constraint],
         data: ProblemData,
         solvers: Sequence[str],
+        *,
+        time_limit_seconds: float | None = None,
     ) -> SolveOutcome:
         """Set the parameters from the request and solve, falling back on failure.
 
@@ -177,6 +192,9 @@ class CompiledProblem:
         solvers : sequence of str
             Solver names, tried in order while a solver errors, is inaccurate or
             returns a solution that violates the constraints.
+        time_limit_seconds : float or None, optional
+            Wall time for the whole solve, fallbacks included (cvxpy's canonicalisation
+            counts too); each solver is given what is left. ``None``: no limit.
 
         Returns
         -------
@@ -189,6 +207,8 @@ class CompiledProblem:
             When a solver proves it.
         NumericalSolverError
             When no solver gave an accurate, feasible solution.
+        SolverTimeLimitExceeded
+            When the time limit ran out before one did.
         """
         if compile_key(data_shape(data), objective, constraints) != self.key:
             raise ValueError("the request's structure does not match this compiled problem")
@@ -197,23 +217,36 @@ class CompiledProblem:
             objective.update(self._objective, data)
             for constraint, compiled in zip(constraints, self._constraints, strict=True):
                 constraint.update(compiled, data)
-            return self._solve_with_fallbacks(constraints, data, solvers)
+            return self._solve_with_fallbacks(constraints, data, solvers, time_limit_seconds)
 
     def _solve_with_fallbacks(
-        self, constraints: Sequence[Constraint], data: ProblemData, solvers: Sequence[str]
+        self,
+        constraints: Sequence[Constraint],
+        data: ProblemData,
+        solvers: Sequence[str],
+        time_limit_seconds: float | None = None,
     ) -> SolveOutcome:
         start = time.perf_counter()
+        deadline = None if time_limit_seconds is None else start + time_limit_seconds
         attempts: list[str] = []
         last_status: str | None = None
-        for solver in solvers:
+        for index, solver in enumerate(solvers):
             problem = self.problem_for(solver)
+            options = dict(SOLVER_OPTIONS.get(solver, {}))
+            if deadline is not None:
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0 and index > 0:
+                    raise self._out_of_time(time_limit_seconds, attempts, last_status)
+                if solver in TIME_LIMIT_OPTIONS:
+                    # The first solver always starts, even under an absurdly small limit.
+                    options[TIME_LIMIT_OPTIONS[solver]] = max(remaining, 1e-9)
             try:
                 with warnings.catch_warnings():
                     # The status is checked below; cvxpy's "may be inaccurate" warning and
                     # the overflows of evaluating atoms at a failed iterate add nothing.
                     warnings.filterwarnings("ignore", message="Solution may be inaccurate")
                     warnings.filterwarnings("ignore", category=RuntimeWarning, module="cvxpy")
-                    problem.solve(solver=solver, **SOLVER_OPTIONS.get(solver, {}))  # type: ignore[no-untyped-call]
+                    problem.solve(solver=solver, **options)  # type: ignore[no-untyped-call]
             except cp.SolverError as exc:
                 attempts.append(f"{solver} failed ({exc})")
                 continue
@@ -234,6 +267,8 @@ class CompiledProblem:
                 )
             if status != cp.OPTIMAL:
                 attempts.append(f"{solver} returned status {status!r}")
+                if deadline is not None and time.perf_counter() >= deadline:
+                    raise self._out_of_time(time_limit_seconds, attempts, last_status)
                 continue
             try:
                 weights = self._objective.portfolio_weights()
@@ -264,6 +299,20 @@ class CompiledProblem:
             "covariance, express returns in consistent (e.g. annualised) units, or relax "
             "the constraints.",
             status=last_status,
+            constraints=self.constraint_names,
+        )
+
+    def _out_of_time(
+        self, time_limit_seconds: float | None, attempts: list[str], status: str | None
+    ) -> SolverTimeLimitExceeded:
+        assert time_limit_seconds is not None
+        tried = f" ({'; '.join(attempts)})" if attempts else ""
+        return SolverTimeLimitExceeded(
+            f"the solvers ran out of the {time_limit_seconds:g} s time limit before reaching "
+            f"a solution{tried}. Ask for a smaller problem (fewer tickers or return "
+            "scenarios, a pca_factor risk model) or raise the limit.",
+            time_limit_seconds=time_limit_seconds,
+            status=status,
             constraints=self.constraint_names,
         )
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -38,6 +40,9 @@ class OptimizerSettings(BaseModel):
 Role = Literal["viewer", "trader", "admin"]
 """viewer: forecasts and models; trader: also optimize and back-tests; admin: everything."""
 
+ROLES: tuple[Role, ...] = ("viewer", "trader", "admin")
+"""The roles from least to most allowed: each role may do all that the ones before it may."""
+
 
 class ApiKey(BaseModel):
     """One API key, stored as the SHA-256 of the key (never the key itself)."""
@@ -49,15 +54,57 @@ class ApiKey(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the key.")
 
 
+def _parse_api_keys(value: Any) -> Any:
+    """``QUANTSERVE_API_KEYS`` as JSON, or compact: ``id:role:sha256,id2:role:sha256``.
+
+    The compact form fits a shell variable or a Kubernetes Secret on one line. YAML and
+    keyword arguments arrive as lists already and pass through. Error messages never
+    repeat an entry: a misconfigured entry may hold a key instead of its hash.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text:
+        return ()
+    if text.startswith(("[", "{")):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"api_keys is not valid JSON ({exc.msg} at {exc.pos})") from None
+    entries = []
+    for position, entry in enumerate(text.split(","), start=1):
+        parts = [part.strip() for part in entry.strip().split(":")]
+        if len(parts) != 3 or not all(parts):
+            raise ValueError(
+                f"api_keys entry {position} is not id:role:sha256 (entries are separated "
+                "by commas; `quantserve keys create` prints one)"
+            )
+        entries.append(dict(zip(("id", "role", "sha256"), parts, strict=True)))
+    return entries
+
+
+TICKERS_CEILING = 10_000
+"""Most tickers the request schemas accept whatever ``limits.max_tickers`` says."""
+
+FRONTIER_POINTS_CEILING = 1_000
+"""Most frontier points the request schema accepts whatever ``limits.max_frontier_points`` says."""
+
+
 class LimitSettings(BaseModel):
     """What one request may ask for, and how often a key may ask."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Larger bodies get 413.")
-    max_tickers: int = Field(500, ge=1, description="Tickers per forecast or optimize request.")
-    max_frontier_points: int = Field(50, ge=2, description="Points per efficient frontier.")
-    solver_time_limit_seconds: float = Field(10.0, gt=0, description="Per solve.")
+    max_tickers: int = Field(
+        500, ge=1, le=TICKERS_CEILING, description="Tickers per forecast or optimize request."
+    )
+    max_frontier_points: int = Field(
+        50, ge=2, le=FRONTIER_POINTS_CEILING, description="Points per efficient frontier."
+    )
+    solver_time_limit_seconds: float = Field(
+        10.0, gt=0, description="Per solve (each frontier point is one); over it: 422."
+    )
     rate_per_second: float = Field(
         50.0, ge=0, description="Token-bucket refill per key (0 disables rate limiting)."
     )
@@ -99,8 +146,14 @@ class AuditSettings(BaseModel):
 class Settings(BaseSettings):
     """Every setting of the service and the pipeline."""
 
+    # Errors name the field and the rule, never the value: a misconfigured api_keys entry
+    # may hold a key itself instead of its hash, and errors end up in logs.
     model_config = SettingsConfigDict(
-        env_prefix="QUANTSERVE_", env_nested_delimiter="__", extra="forbid", frozen=True
+        env_prefix="QUANTSERVE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        hide_input_in_errors=True,
     )
 
     environment: Literal["development", "test", "production"] = "development"
@@ -117,7 +170,9 @@ class Settings(BaseSettings):
     dev_mode: bool = Field(
         False, description="Serve without API keys (every caller is admin); warns at start."
     )
-    api_keys: tuple[ApiKey, ...] = ()
+    api_keys: Annotated[tuple[ApiKey, ...], NoDecode] = Field(
+        (), description="JSON list, or id:role:sha256 entries separated by commas."
+    )
     protect_metrics: bool = Field(False, description="/metrics needs a key (any role).")
 
     ingest: IngestConfig = IngestConfig()
@@ -128,6 +183,29 @@ class Settings(BaseSettings):
     lifecycle: LifecycleSettings = LifecycleSettings()
     batching: BatchingSettings = BatchingSettings()
     audit: AuditSettings = AuditSettings()
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _decode_api_keys(cls, value: Any) -> Any:
+        return _parse_api_keys(value)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _refuse_duplicate_keys(cls, keys: tuple[ApiKey, ...]) -> tuple[ApiKey, ...]:
+        ids = [key.id for key in keys]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"api_keys repeat the id {', '.join(repeated)}; ids must be unique")
+        by_hash: dict[str, list[str]] = {}
+        for key in keys:
+            by_hash.setdefault(key.sha256, []).append(key.id)
+        shared = [ids for ids in by_hash.values() if len(ids) > 1]
+        if shared:
+            raise ValueError(
+                f"api_keys {' and '.join(shared[0])} have the same sha256: one key would have "
+                "two identities; give each its own key"
+            )
+        return keys
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

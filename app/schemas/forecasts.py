@@ -6,9 +6,11 @@ from datetime import date
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from app.core.config import TICKERS_CEILING
 from app.schemas.models import ModelRef
 
-MAX_TICKERS = 500
+MAX_TICKERS = TICKERS_CEILING
+"""A hard ceiling on tickers per request; ``limits.max_tickers`` (422 limit-exceeded) governs."""
 
 
 def _unique_tickers(tickers: list[str]) -> list[str]:
@@ -28,7 +30,12 @@ class ForecastRequest(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"tickers": ["AAPL", "MSFT"]}]}
     )
 
-    tickers: list[str] | None = Field(None, min_length=1, max_length=MAX_TICKERS)
+    tickers: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_TICKERS,
+        description="Distinct tickers; at most limits.max_tickers (500 by default).",
+    )
 
     @field_validator("tickers")
     @classmethod

@@ -8,11 +8,12 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.core.config import FRONTIER_POINTS_CEILING
 from app.schemas.forecasts import MAX_TICKERS, _unique_tickers
 from app.schemas.models import ModelRef
 
-MAX_FRONTIER_POINTS = 100
-"""Most points one frontier request may ask for."""
+MAX_FRONTIER_POINTS = FRONTIER_POINTS_CEILING
+"""A hard ceiling on frontier points; ``limits.max_frontier_points`` (422) governs."""
 
 MAX_RETURN_ROWS = 10_000
 """Most periods of ``returns`` in one request (40 years of daily returns)."""
@@ -146,7 +147,11 @@ class PortfolioInputs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    tickers: list[str] = Field(min_length=2, max_length=MAX_TICKERS)
+    tickers: list[str] = Field(
+        min_length=2,
+        max_length=MAX_TICKERS,
+        description="Distinct tickers; at most limits.max_tickers (500 by default).",
+    )
     expected_returns: dict[str, float] | None = Field(
         None, description="Expected return per ticker (every ticker), in your units."
     )
@@ -296,7 +301,12 @@ class FrontierRequest(PortfolioInputs):
         },
     )
 
-    n_points: int = Field(20, ge=2, le=MAX_FRONTIER_POINTS, description="Points to return.")
+    n_points: int = Field(
+        20,
+        ge=2,
+        le=MAX_FRONTIER_POINTS,
+        description="Points to return; at most limits.max_frontier_points (50 by default).",
+    )
 
 
 class SolverReport(BaseModel):

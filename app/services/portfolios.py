@@ -32,6 +32,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from app.core.config import LimitSettings
+from app.core.limits import check_frontier_points, check_tickers
 from app.schemas.portfolios import (
     Constraints,
     FrontierRequest,
@@ -243,6 +245,17 @@ class PortfolioService:
         correlation = estimator.covariance_ / np.outer(volatility, volatility)
         np.fill_diagonal(correlation, 1.0)
         return correlation, scenarios
+
+
+def check_limits(request: PortfolioInputs, limits: LimitSettings) -> None:
+    """Refuse a request over the configured limits: tickers, and a frontier's points.
+
+    Raises :class:`~app.services.errors.LimitExceeded` (422) before any input is built
+    or any solver runs; the solve's time limit is the optimizer's.
+    """
+    check_tickers(len(request.tickers), limits)
+    if isinstance(request, FrontierRequest):
+        check_frontier_points(request.n_points, limits)
 
 
 def _request_inputs(request: PortfolioInputs) -> MarketInputs:

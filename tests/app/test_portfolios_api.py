@@ -196,8 +196,9 @@ def test_frontier(client: TestClient, own_moments: dict) -> None:
 @pytest.mark.parametrize(
     ("request_body", "fragment"),
     [
-        ({"n_points": 101}, "less than or equal to 100"),
-        ({"tickers": [f"T{i}" for i in range(501)]}, "at most 500 items"),
+        # The schema's hard ceilings; the configured limits are in test_limits.py.
+        ({"n_points": 1001}, "less than or equal to 1000"),
+        ({"tickers": [f"T{i}" for i in range(10_001)]}, "at most 10000 items"),
         ({"expected_returns": {"ALPHA": 0.1}}, "missing: BETA"),
         ({"covariance": [[0.04]]}, "covariance needs expected_returns"),
         ({"returns": [[0.01] * 6] * 3}, "returns need periods_per_year"),
