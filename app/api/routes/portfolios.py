@@ -7,9 +7,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import MetricsDep, PortfolioServiceDep, SettingsDep
+from app.api.deps import AuditDep, MetricsDep, PortfolioServiceDep, SettingsDep
 from app.core.config import Settings
 from app.core.metrics import ServiceMetrics
 from app.schemas.models import ModelRef
@@ -23,7 +24,7 @@ from app.schemas.portfolios import (
 )
 from app.schemas.problems import Problem
 from app.services.errors import ServiceError
-from app.services.portfolios import MarketInputs
+from app.services.portfolios import Allocation, Frontier, MarketInputs, check_limits
 from optimizer import InvalidProblem, NumericalSolverError, ProgramInfeasible, ProgramUnbounded
 
 router = APIRouter(prefix="/v1/portfolios", tags=["portfolios"])
@@ -81,18 +82,58 @@ def _model_ref(market: MarketInputs) -> ModelRef | None:
     return ModelRef(name=market.model_name, version=market.model_version)
 
 
+def _model_versions(market: MarketInputs) -> dict[str, int]:
+    """The model versions behind the inputs, for the audit trail; empty for the request's own."""
+    ref = _model_ref(market)
+    return {ref.name: ref.version} if ref is not None else {}
+
+
 @router.post("/optimize", responses=_PROBLEMS)
-def optimize_portfolio(
+async def optimize_portfolio(
     body: OptimizeRequest,
+    request: Request,
     service: PortfolioServiceDep,
     settings: SettingsDep,
     metrics: MetricsDep,
+    audit: AuditDep,
 ) -> OptimizeResponse:
     """Optimal weights for the tickers under the objective and constraints."""
+    check_limits(body, settings.limits)
     risk_free_rate = _risk_free_rate(body.risk_free_rate, settings)
-    with _timed(metrics, body.objective.value) as outcome:
-        allocation = service.optimize(body, risk_free_rate)
-        outcome[0] = allocation.result.status
+    async with audit.action(request, "portfolios.optimize", inputs=body) as entry:
+        with _timed(metrics, body.objective.value) as outcome:
+            allocation = await run_in_threadpool(service.optimize, body, risk_free_rate)
+            outcome[0] = allocation.result.status
+        response = _optimize_response(body, allocation, risk_free_rate)
+        entry.succeeded(outputs=response, model_versions=_model_versions(allocation.market))
+    return response
+
+
+@router.post("/frontier", responses=_PROBLEMS)
+async def efficient_frontier(
+    body: FrontierRequest,
+    request: Request,
+    service: PortfolioServiceDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    audit: AuditDep,
+) -> FrontierResponse:
+    """Portfolios along the efficient frontier, from min variance to the highest return."""
+    check_limits(body, settings.limits)
+    risk_free_rate = _risk_free_rate(body.risk_free_rate, settings)
+    async with audit.action(request, "portfolios.frontier", inputs=body) as entry:
+        with _timed(metrics, "frontier") as outcome:
+            frontier = await run_in_threadpool(service.frontier, body, risk_free_rate)
+            outcome[0] = "optimal"
+        response = _frontier_response(body, frontier, risk_free_rate)
+        entry.succeeded(outputs=response, model_versions=_model_versions(frontier.market))
+    return response
+
+
+def _optimize_response(
+    body: OptimizeRequest, allocation: Allocation, risk_free_rate: float
+) -> OptimizeResponse:
+    """The response body of an allocation."""
     result, market = allocation.result, allocation.market
     return OptimizeResponse(
         objective=body.objective,
@@ -121,18 +162,10 @@ def optimize_portfolio(
     )
 
 
-@router.post("/frontier", responses=_PROBLEMS)
-def efficient_frontier(
-    body: FrontierRequest,
-    service: PortfolioServiceDep,
-    settings: SettingsDep,
-    metrics: MetricsDep,
+def _frontier_response(
+    body: FrontierRequest, frontier: Frontier, risk_free_rate: float
 ) -> FrontierResponse:
-    """Portfolios along the efficient frontier, from min variance to the highest return."""
-    risk_free_rate = _risk_free_rate(body.risk_free_rate, settings)
-    with _timed(metrics, "frontier") as outcome:
-        frontier = service.frontier(body, risk_free_rate)
-        outcome[0] = "optimal"
+    """The response body of a frontier."""
     market = frontier.market
     return FrontierResponse(
         points=[

@@ -1,0 +1,409 @@
+"""The audit trail: one row per optimize, back-test and admin request, committed before the answer.
+
+A row holds when the action started (UTC), the request id (the ``X-Request-ID`` the
+response carries), the id of the API key that asked (never the key), the action
+(``portfolios.optimize``, ``admin.promote``, ...), method and path, the HTTP status
+answered with its outcome (``success``, or the problem slug of the error, e.g.
+``infeasible``), the request's inputs, the model versions used, the response's outputs
+and the duration. The table is ``audit_events`` in any SQLAlchemy database:
+SQLite in WAL mode at ``<data_dir>/audit.db`` by default, PostgreSQL by ``audit.url``.
+
+Two ways to record, by what the action does:
+
+- **Computations** (optimize, frontier, back-tests) change nothing on the server: the
+  row is written once, after the work and before the answer. When the write fails the
+  caller gets ``503 /problems/audit-unavailable`` instead of the result, so no result
+  leaves the server unrecorded, and a retry repeats nothing.
+- **State changes** (``admin.*``: reload, promote, roll back) write the row *before*
+  acting, with outcome ``started`` and no status, and complete it afterwards. If that
+  first write fails the action is not attempted; if the last one fails the action did
+  happen, the row still says ``started`` (an outcome to check), and the 503 says so.
+  No admin action can take effect unrecorded, even when the process dies mid-way.
+
+A failed action is recorded with the status and problem the app's exception handlers
+answer it with (``outputs`` holds that problem document) and the error is re-raised.
+Recording a failure is best effort: if the database is down as well, the error is
+logged and the client still gets the original error, which claims no success.
+
+Durability, locking and schema changes: see ``app.services._audit_table``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any, Final, TypeVar
+
+import anyio
+from fastapi import Request
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DatabaseError, SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.core.logging import request_id_var
+from app.services._audit_table import audit_events, create_audit_engine, metadata
+from app.services.errors import ServiceError
+
+logger = logging.getLogger(__name__)
+
+STARTED: Final = "started"
+SUCCESS: Final = "success"
+# The status of a request whose client went away before it was answered (nginx's 499).
+CLIENT_CLOSED_REQUEST: Final = 499
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One recorded action, as read back."""
+
+    id: int
+    occurred_at: datetime
+    request_id: str | None
+    key_id: str
+    action: str
+    method: str
+    path: str
+    status: int | None
+    outcome: str
+    inputs: Any
+    model_versions: dict[str, int] | None
+    outputs: Any
+    duration_ms: float | None
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    """Records newest first, and the cursor of the next (older) page, if there is one."""
+
+    records: list[AuditRecord]
+    next_before_id: int | None
+
+
+class AuditUnavailable(ServiceError):
+    """The audit row could not be committed, so the request is not answered with success."""
+
+    def __init__(self, action: str, *, performed: bool) -> None:
+        self.action = action
+        self.performed = performed
+        if performed:
+            message = (
+                f"{action} was carried out and its start is recorded, but its outcome could "
+                "not be recorded. Check the current state (GET /v1/models) before retrying."
+            )
+        else:
+            message = (
+                f"{action} could not be recorded in the audit trail, so it was not answered "
+                "(nothing was changed). Retry shortly; if it persists, the audit database "
+                "is down or full."
+            )
+        super().__init__(message)
+
+
+class AuditEntry:
+    """The row of one action in progress; the handler says how it went with ``succeeded``."""
+
+    def __init__(self, request: Request, action: str, inputs: Any) -> None:
+        self.occurred_at = datetime.now(UTC)
+        self.started = time.perf_counter()
+        principal = getattr(request.state, "principal", None)
+        self.values: dict[str, Any] = {
+            "occurred_at": self.occurred_at,
+            "request_id": request_id_var.get(),
+            "key_id": getattr(principal, "key_id", None) or "anonymous",
+            "action": action,
+            "method": request.method,
+            # Without the query string, which can carry secrets.
+            "path": request.url.path,
+            "inputs": inputs,
+        }
+        self.status = 200
+        self.outputs: Any = None
+        self.model_versions: Mapping[str, int] | None = None
+
+    def succeeded(
+        self,
+        outputs: Any = None,
+        model_versions: Mapping[str, int] | None = None,
+        status: int = 200,
+    ) -> None:
+        """Record the response (a pydantic model or JSON-able value) and the models used."""
+        self.outputs = outputs
+        self.model_versions = model_versions
+        self.status = status
+
+    def _ended(self, status: int | None, outcome: str, outputs: Any) -> dict[str, Any]:
+        return {
+            "status": status,
+            "outcome": outcome,
+            "outputs": outputs,
+            "model_versions": dict(self.model_versions) if self.model_versions else None,
+            "duration_ms": (time.perf_counter() - self.started) * 1000.0,
+        }
+
+
+class AuditLog:
+    """Records actions in the ``audit_events`` table and reads them back."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> AuditLog:
+        """Connect to ``url`` and create the table if it is missing (blocking: call in a thread).
+
+        Raises
+        ------
+        RuntimeError
+            The database cannot be opened or written (the message hides any password).
+        """
+        try:
+            engine = create_audit_engine(url)
+            _create_tables(engine)
+        except (ImportError, OSError, SQLAlchemyError) as exc:
+            shown = make_url(url).render_as_string(hide_password=True)
+            raise RuntimeError(
+                f"cannot open the audit database {shown}: {exc}. The server records every "
+                "optimize and admin action there and does not start without it: make the "
+                "location writable, or point audit.url (QUANTSERVE_AUDIT__URL) elsewhere."
+            ) from exc
+        return cls(engine)
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self.engine.dispose()
+
+    @asynccontextmanager
+    async def action(
+        self,
+        request: Request,
+        action: str,
+        *,
+        inputs: Any = None,
+        record_intent: bool | None = None,
+    ) -> AsyncIterator[AuditEntry]:
+        """Record ``action`` for ``request``; the row is committed before the block's exit.
+
+        Parameters
+        ----------
+        request
+            The request being served: gives the request id, key id, method and path.
+        action
+            ``<resource>.<verb>``, e.g. ``portfolios.optimize`` or ``admin.promote``.
+        inputs
+            The request's inputs: a pydantic model or a JSON-able value, serialised in
+            the database thread (a large body costs the event loop nothing).
+        record_intent
+            Write the row before the block runs (outcome ``started``) and complete it
+            after. Default: for ``admin.*`` actions, which change the server's state.
+
+        Raises
+        ------
+        AuditUnavailable
+            The row could not be committed (before a state change: it was not made).
+        """
+        entry = AuditEntry(request, action, inputs)
+        intent = action.startswith("admin.") if record_intent is None else record_intent
+        row_id: int | None = None
+        if intent:
+            try:
+                row_id = await run_in_threadpool(self._insert, entry.values, STARTED)
+            except SQLAlchemyError as exc:
+                logger.error("audit: cannot record the start of %s: %s", action, exc)
+                raise AuditUnavailable(action, performed=False) from exc
+        try:
+            yield entry
+        except Exception as exc:
+            status, outcome, problem = await _answer_to(request, exc)
+            await self._record_failure(entry, row_id, entry._ended(status, outcome, problem))
+            raise
+        except BaseException:
+            # Cancelled (the client went away): record that, even inside the cancellation.
+            with anyio.CancelScope(shield=True):
+                ended = entry._ended(CLIENT_CLOSED_REQUEST, "cancelled", None)
+                await self._record_failure(entry, row_id, ended)
+            raise
+        ended = entry._ended(entry.status, SUCCESS, entry.outputs)
+        try:
+            await run_in_threadpool(self._write_end, entry.values, row_id, ended)
+        except SQLAlchemyError as exc:
+            logger.error("audit: cannot record %s: %s", action, exc)
+            raise AuditUnavailable(action, performed=intent) from exc
+
+    async def call(
+        self,
+        request: Request,
+        action: str,
+        work: Callable[[], T],
+        *,
+        inputs: Any = None,
+        model_versions: Callable[[T], Mapping[str, int] | None] | None = None,
+    ) -> T:
+        """Run ``work`` in a worker thread as ``action``; its result is the recorded output.
+
+        The one-line way to audit an endpoint whose work is one blocking call returning the
+        response body, as a back-test will be::
+
+            return await audit.call(request, "backtests.run", partial(run, body), inputs=body)
+        """
+        async with self.action(request, action, inputs=inputs) as entry:
+            result = await run_in_threadpool(work)
+            versions = model_versions(result) if model_versions is not None else None
+            entry.succeeded(outputs=result, model_versions=versions)
+        return result
+
+    def query(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        key_id: str | None = None,
+        action: str | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
+    ) -> AuditPage:
+        """Records newest first (by id, the commit order), ``limit`` at most.
+
+        ``since`` is inclusive and ``until`` exclusive (on ``occurred_at``); ``action``
+        ending in ``*`` matches a prefix (``admin.*``); ``before_id`` is the previous
+        page's ``next_before_id`` (keyset pagination: pages stay consistent while new
+        rows arrive).
+        """
+        table = audit_events
+        statement = select(table).order_by(table.c.id.desc()).limit(limit + 1)
+        if since is not None:
+            statement = statement.where(table.c.occurred_at >= since)
+        if until is not None:
+            statement = statement.where(table.c.occurred_at < until)
+        if key_id is not None:
+            statement = statement.where(table.c.key_id == key_id)
+        if action is not None and action.endswith("*"):
+            statement = statement.where(table.c.action.startswith(action[:-1], autoescape=True))
+        elif action is not None:
+            statement = statement.where(table.c.action == action)
+        if before_id is not None:
+            statement = statement.where(table.c.id < before_id)
+        with self.engine.connect() as connection:
+            rows = connection.execute(statement).mappings().all()
+        records = [AuditRecord(**row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return AuditPage(records, records[-1].id if more and records else None)
+
+    def _insert(self, values: Mapping[str, Any], outcome: str) -> int:
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                insert(audit_events).values(**values, outcome=outcome, status=None)
+            )
+            (row_id,) = result.inserted_primary_key or (None,)
+        if row_id is None:  # pragma: no cover - every dialect here returns the id
+            raise RuntimeError("the database did not return the new audit row's id")
+        return int(row_id)
+
+    def _write_end(
+        self, values: Mapping[str, Any], row_id: int | None, ended: Mapping[str, Any]
+    ) -> None:
+        with self.engine.begin() as connection:
+            if row_id is None:
+                connection.execute(insert(audit_events).values(**values, **ended))
+                return
+            result = connection.execute(
+                update(audit_events).where(audit_events.c.id == row_id).values(**ended)
+            )
+            if result.rowcount != 1:
+                raise _RowMissing(f"audit row {row_id} is gone")
+
+    async def _record_failure(
+        self, entry: AuditEntry, row_id: int | None, ended: Mapping[str, Any]
+    ) -> None:
+        try:
+            await run_in_threadpool(self._write_end, entry.values, row_id, ended)
+        except SQLAlchemyError as exc:
+            logger.error(
+                "audit: cannot record the failure of %s (%s %s): %s",
+                entry.values["action"],
+                ended["status"],
+                ended["outcome"],
+                exc,
+            )
+
+
+class _RowMissing(SQLAlchemyError):
+    """The row written at the start of an action is no longer there to complete."""
+
+
+def _create_tables(engine: Engine, attempts: int = 5) -> None:
+    """Create the table and its indexes unless they exist, however many workers start at once.
+
+    gunicorn starts its workers together. On a new SQLite file, one worker switching it to
+    WAL holds a lock that fails the others' connections at once (busy_timeout does not
+    cover it), and another may create the table between this one's check and its CREATE.
+    Either is over in moments: the next attempt finds the table and creates nothing.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            metadata.create_all(engine)
+            return
+        except DatabaseError:
+            if attempt == attempts:
+                raise
+            time.sleep(0.2 * attempt)
+
+
+async def _answer_to(request: Request, exc: Exception) -> tuple[int, str, Any]:
+    """The status, problem slug and body the app's exception handlers answer ``exc`` with.
+
+    Asking the handlers themselves keeps the audit trail equal to what the client saw,
+    for every error type any module registers. The catch-all ``Exception`` handler is not
+    called (it logs the traceback, which the server does once anyway): that is a 500.
+    """
+    handlers: Mapping[Any, Any] = request.app.exception_handlers
+    handler = None
+    if isinstance(exc, StarletteHTTPException):
+        handler = handlers.get(exc.status_code)
+    if handler is None:
+        handler = next(
+            (
+                handlers[kind]
+                for kind in type(exc).__mro__
+                if kind in handlers and kind not in (Exception, BaseException)
+            ),
+            None,
+        )
+    if handler is None:
+        return 500, "internal-error", {"exception": f"{type(exc).__name__}: {exc}"}
+    try:
+        response = handler(request, exc)
+        if inspect.isawaitable(response):
+            response = await response
+        body = json.loads(bytes(response.body))
+    except Exception:  # a handler that cannot answer: the server's 500 follows
+        logger.exception("audit: the exception handler for %s failed", type(exc).__name__)
+        return 500, "internal-error", {"exception": f"{type(exc).__name__}: {exc}"}
+    status = int(response.status_code)
+    problem_type = body.get("type") if isinstance(body, dict) else None
+    if isinstance(problem_type, str) and problem_type.startswith("/problems/"):
+        slug = problem_type.removeprefix("/problems/")
+    else:
+        slug = HTTPStatus(status).phrase.lower().replace(" ", "-")
+    return status, slug, body
+
+
+__all__ = [
+    "AuditEntry",
+    "AuditLog",
+    "AuditPage",
+    "AuditRecord",
+    "AuditUnavailable",
+    "audit_events",
+    "create_audit_engine",
+]

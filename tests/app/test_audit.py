@@ -1,0 +1,551 @@
+"""The audit trail: a committed row per optimize request, read back from the real SQLite file.
+
+Every test runs the real app over a real SQLite file in ``tmp_path``; failures of the
+database are real too (a dropped table, a trigger that refuses writes). PostgreSQL cannot
+run here: ``test_another_sqlalchemy_url_is_used`` shows the URL setting is honoured, and
+only ``create_audit_engine`` (``app/services/_audit_table.py``) treats SQLite apart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from datetime import UTC, date, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel
+from sqlalchemy import insert
+
+from app.api.deps import AuditDep
+from app.core.config import ApiKey, AuditSettings, Settings
+from app.core.security import DEV_PRINCIPAL_ID, hash_key
+from app.main import create_app
+from app.services.audit import AuditLog, audit_events
+from app.services.errors import UnknownTicker
+from tests.training.synthetic import build_model_store
+
+ROOT = Path(__file__).resolve().parents[2]
+PROBLEM = "application/problem+json"
+OWN_TICKERS = ["ALPHA", "BETA", "GAMMA"]
+OWN_MOMENTS: dict[str, Any] = {
+    "expected_returns": {"ALPHA": 0.08, "BETA": 0.05, "GAMMA": 0.03},
+    "covariance": [[0.04, 0.006, 0.002], [0.006, 0.02, 0.001], [0.002, 0.001, 0.01]],
+}
+OPTIMIZE = "/v1/portfolios/optimize"
+
+
+def _client(
+    data_dir: Path,
+    models_dir: Path | None = None,
+    audit_url: str | None = None,
+    api_keys: tuple[ApiKey, ...] = (),
+) -> TestClient:
+    settings = Settings(
+        environment="test",
+        data_dir=data_dir,
+        models_dir=models_dir or data_dir,
+        audit=AuditSettings(url=audit_url),
+        api_keys=api_keys,
+    )
+    return TestClient(create_app(settings, registry=CollectorRegistry()))
+
+
+def _rows(db: Path, where: str = "1 = 1", *params: Any) -> list[dict[str, Any]]:
+    """Rows as the file holds them, read with the standard library (not the app's code)."""
+    with closing(sqlite3.connect(db)) as connection:
+        connection.row_factory = sqlite3.Row
+        found = connection.execute(
+            f"SELECT * FROM audit_events WHERE {where} ORDER BY id", params
+        ).fetchall()
+    rows = [dict(row) for row in found]
+    for row in rows:
+        for column in ("inputs", "outputs", "model_versions"):
+            row[column] = json.loads(row[column]) if row[column] is not None else None
+    return rows
+
+
+def _by_request(db: Path, request_id: str) -> list[dict[str, Any]]:
+    return _rows(db, "request_id = ?", request_id)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny model version over synthetic tickers T0..T2."""
+    return build_model_store(tmp_path_factory.mktemp("audit-store"), versions=1)
+
+
+@pytest.fixture(scope="module")
+def model_client(store: Path) -> Iterator[TestClient]:
+    """The app with a model and the default audit database, ``<data_dir>/audit.db``."""
+    with _client(store / "data", store / "models") as client:
+        yield client
+
+
+@pytest.fixture
+def empty_root(tmp_path: Path) -> Path:
+    """A data folder of its own: no model, and an audit database no other test writes."""
+    return tmp_path
+
+
+def test_a_successful_optimize_is_one_committed_row(store: Path, model_client: TestClient) -> None:
+    body = {"tickers": ["T0", "T1", "T2"], "objective": "min_variance"}
+    before = datetime.now(UTC)
+    response = model_client.post(OPTIMIZE, json=body, headers={"X-Request-ID": "audit-ok-1"})
+    after = datetime.now(UTC)
+    assert response.status_code == 200, response.text
+    assert response.headers["X-Request-ID"] == "audit-ok-1"
+
+    (row,) = _by_request(store / "data" / "audit.db", "audit-ok-1")
+    assert row["key_id"] == DEV_PRINCIPAL_ID  # no keys configured: development mode
+    assert (row["action"], row["method"], row["path"]) == ("portfolios.optimize", "POST", OPTIMIZE)
+    assert (row["status"], row["outcome"]) == (200, "success")
+    assert row["inputs"]["tickers"] == ["T0", "T1", "T2"]
+    assert row["inputs"]["objective"] == "min_variance"
+    assert row["outputs"] == response.json()
+    assert row["model_versions"] == {"forecaster": 1}
+    # Stored as naive UTC text; the API reads it back aware.
+    occurred = datetime.fromisoformat(row["occurred_at"]).replace(tzinfo=UTC)
+    assert before - timedelta(seconds=1) <= occurred <= after
+    assert row["duration_ms"] > 0
+
+
+def test_a_generated_request_id_is_the_one_recorded(store: Path, model_client: TestClient) -> None:
+    response = model_client.post(OPTIMIZE, json={"tickers": OWN_TICKERS, **OWN_MOMENTS})
+    assert response.status_code == 200, response.text
+    (row,) = _by_request(store / "data" / "audit.db", response.headers["X-Request-ID"])
+    assert row["model_versions"] is None  # the request's own inputs: no model used
+    assert row["outputs"]["weights"] == response.json()["weights"]
+
+
+FAILURES = [
+    pytest.param({"tickers": ["T0", "NOPE"]}, 404, "unknown-ticker", OPTIMIZE, id="unknown_ticker"),
+    pytest.param(
+        {"tickers": OWN_TICKERS, **OWN_MOMENTS, "constraints": {"max_volatility": 0.01}},
+        422,
+        "infeasible",
+        OPTIMIZE,
+        id="infeasible",
+    ),
+    pytest.param(
+        {"tickers": OWN_TICKERS, **OWN_MOMENTS, "objective": "min_cvar"},
+        422,
+        "invalid-constraints",
+        OPTIMIZE,
+        id="invalid_constraints",
+    ),
+    pytest.param(
+        {"tickers": OWN_TICKERS, **OWN_MOMENTS, "constraints": {"long_only": False}},
+        422,
+        "unbounded",
+        "/v1/portfolios/frontier",
+        id="unbounded_frontier",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "outcome", "path"), FAILURES)
+def test_a_failed_request_is_recorded_with_the_problem_answered(
+    store: Path,
+    model_client: TestClient,
+    body: dict[str, Any],
+    status: int,
+    outcome: str,
+    path: str,
+) -> None:
+    response = model_client.post(path, json=body)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    (row,) = _by_request(store / "data" / "audit.db", response.headers["X-Request-ID"])
+    assert (row["status"], row["outcome"]) == (status, outcome)
+    assert row["action"] == "portfolios." + path.rsplit("/", 1)[1]
+    assert row["outputs"] == response.json()
+    assert row["inputs"]["tickers"] == body["tickers"]
+
+
+def test_the_frontier_is_recorded_with_its_points(store: Path, model_client: TestClient) -> None:
+    body = {"tickers": OWN_TICKERS, **OWN_MOMENTS, "n_points": 4}
+    response = model_client.post("/v1/portfolios/frontier", json=body)
+    assert response.status_code == 200, response.text
+    (row,) = _by_request(store / "data" / "audit.db", response.headers["X-Request-ID"])
+    assert (row["action"], row["outcome"]) == ("portfolios.frontier", "success")
+    assert len(row["outputs"]["points"]) == 4
+    assert row["outputs"] == response.json()
+
+
+def test_a_request_refused_before_the_handler_is_not_an_action(
+    store: Path, model_client: TestClient
+) -> None:
+    response = model_client.post(OPTIMIZE, json={"tickers": "T0"})
+    assert response.status_code == 422
+    assert _by_request(store / "data" / "audit.db", response.headers["X-Request-ID"]) == []
+
+
+def test_the_default_database_is_sqlite_in_wal_mode_with_full_sync(
+    store: Path, model_client: TestClient
+) -> None:
+    db = store / "data" / "audit.db"
+    assert db.exists()
+    with closing(sqlite3.connect(db)) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    audit: AuditLog = model_client.app.state.audit  # type: ignore[attr-defined]
+    with audit.engine.connect() as connection:
+        pragma = connection.exec_driver_sql
+        assert pragma("PRAGMA synchronous").scalar() == 2  # FULL
+        assert pragma("PRAGMA busy_timeout").scalar() == 5000
+
+
+def test_no_success_is_answered_without_a_committed_row(
+    empty_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = empty_root / "audit.db"
+    with _client(empty_root) as client:
+        assert client.post(OPTIMIZE, json={"tickers": OWN_TICKERS, **OWN_MOMENTS}).is_success
+        with closing(sqlite3.connect(db)) as connection:
+            connection.execute("DROP TABLE audit_events")
+
+        response = client.post(OPTIMIZE, json={"tickers": OWN_TICKERS, **OWN_MOMENTS})
+        assert response.status_code == 503
+        assert response.headers["content-type"] == PROBLEM
+        assert response.headers["Retry-After"] == "5"
+        problem = response.json()
+        assert problem["type"] == "/problems/audit-unavailable"
+        assert (problem["action"], problem["performed"]) == ("portfolios.optimize", False)
+        assert "weights" not in problem
+
+        # A failure is still answered as itself (it claims no success), and logged.
+        with caplog.at_level(logging.ERROR, logger="app.services.audit"):
+            infeasible = client.post(
+                OPTIMIZE,
+                json={"tickers": OWN_TICKERS, **OWN_MOMENTS, "constraints": {"max_weight": 0.1}},
+            )
+        assert infeasible.status_code == 422
+        assert any("cannot record the failure" in r.getMessage() for r in caplog.records)
+
+
+def _state_changing_router(done: list[str], db: Path) -> APIRouter:
+    """An admin-style action (it changes state), as the admin routes will call the log."""
+    router = APIRouter()
+
+    @router.post("/test/admin/flip")
+    async def flip(request: Request, audit: AuditDep) -> dict[str, str]:
+        async with audit.action(request, "admin.flip", inputs={"to": "on"}) as entry:
+            row = _rows(db, "action = 'admin.flip'")[-1]
+            done.append(row["outcome"])  # the row as it stands while acting
+            if request.headers.get("X-Conflict"):
+                raise HTTPException(409, "already on")
+            entry.succeeded(outputs={"state": "on"})
+        return {"state": "on"}
+
+    return router
+
+
+def test_a_state_change_is_recorded_before_it_is_made(empty_root: Path) -> None:
+    db = empty_root / "audit.db"
+    done: list[str] = []
+    client = _client(empty_root)
+    client.app.include_router(_state_changing_router(done, db))  # type: ignore[attr-defined]
+    with client:
+        ok = client.post("/test/admin/flip")
+        assert ok.status_code == 200
+        assert done == ["started"]
+        (row,) = _by_request(db, ok.headers["X-Request-ID"])
+        assert (row["status"], row["outcome"], row["outputs"]) == (200, "success", {"state": "on"})
+
+        conflict = client.post("/test/admin/flip", headers={"X-Conflict": "1"})
+        assert conflict.status_code == 409
+        (row,) = _by_request(db, conflict.headers["X-Request-ID"])
+        assert (row["status"], row["outcome"]) == (409, "conflict")
+
+        # The start cannot be written: the action is not attempted.
+        with closing(sqlite3.connect(db)) as connection:
+            connection.execute(
+                "CREATE TRIGGER refuse_insert BEFORE INSERT ON audit_events "
+                "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            )
+        done.clear()
+        refused = client.post("/test/admin/flip")
+        assert refused.status_code == 503
+        assert refused.json()["performed"] is False
+        assert done == []
+        assert _by_request(db, refused.headers["X-Request-ID"]) == []
+
+        # The outcome cannot be written: the action happened, its row still says started.
+        with closing(sqlite3.connect(db)) as connection:
+            connection.execute("DROP TRIGGER refuse_insert")
+            connection.execute(
+                "CREATE TRIGGER refuse_update BEFORE UPDATE ON audit_events "
+                "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            )
+        half = client.post("/test/admin/flip")
+        assert half.status_code == 503
+        assert half.json()["performed"] is True
+        assert "was carried out" in half.json()["detail"]
+        assert done == ["started"]
+        (row,) = _by_request(db, half.headers["X-Request-ID"])
+        assert (row["status"], row["outcome"]) == (None, "started")
+
+
+class BacktestRequest(BaseModel):
+    tickers: list[str]
+    start: date
+
+
+def _backtest(body: BacktestRequest) -> dict[str, Any]:
+    """Stands for the back-test service (a later issue): blocking work returning the body."""
+    if "NOPE" in body.tickers:
+        raise UnknownTicker(["NOPE"], ["ALPHA", "BETA"])
+    return {"tickers": body.tickers, "start": body.start.isoformat(), "total_return": 0.1}
+
+
+def test_a_new_endpoint_is_audited_by_one_line(empty_root: Path) -> None:
+    router = APIRouter()
+
+    @router.post("/test/backtests")
+    async def run_backtest(
+        body: BacktestRequest, request: Request, audit: AuditDep
+    ) -> dict[str, Any]:
+        return await audit.call(request, "backtests.run", partial(_backtest, body), inputs=body)
+
+    client = _client(empty_root)
+    client.app.include_router(router)  # type: ignore[attr-defined]
+    with client:
+        ok = client.post("/test/backtests", json={"tickers": ["ALPHA"], "start": "2020-01-02"})
+        assert ok.status_code == 200, ok.text
+        unknown = client.post("/test/backtests", json={"tickers": ["NOPE"], "start": "2020-01-02"})
+        assert unknown.status_code == 404
+    (row,) = _by_request(empty_root / "audit.db", ok.headers["X-Request-ID"])
+    assert (row["action"], row["status"], row["outcome"]) == ("backtests.run", 200, "success")
+    assert row["inputs"] == {"tickers": ["ALPHA"], "start": "2020-01-02"}
+    assert row["outputs"] == ok.json()
+    (row,) = _by_request(empty_root / "audit.db", unknown.headers["X-Request-ID"])
+    assert (row["status"], row["outcome"]) == (404, "unknown-ticker")
+
+
+def test_the_key_id_is_recorded_and_only_admins_read_the_trail(empty_root: Path) -> None:
+    keys = {"alice": ("trader", "qs_alice-secret-key"), "root": ("admin", "qs_root-secret-key")}
+    api_keys = tuple(
+        ApiKey(id=key_id, role=role, sha256=hash_key(key)) for key_id, (role, key) in keys.items()
+    )
+    with _client(empty_root, api_keys=api_keys) as client:
+        alice = {"X-API-Key": keys["alice"][1]}
+        root = {"Authorization": f"Bearer {keys['root'][1]}"}
+        body = {"tickers": OWN_TICKERS, **OWN_MOMENTS}
+        assert client.post(OPTIMIZE, json=body, headers=alice).status_code == 200
+        assert client.post(OPTIMIZE, json=body, headers=root).status_code == 200
+        assert client.get("/v1/audit", headers=alice).status_code == 403
+        assert client.get("/v1/audit").status_code == 401
+        events = client.get("/v1/audit", params={"key_id": "alice"}, headers=root).json()["events"]
+    assert [(e["key_id"], e["action"], e["status"]) for e in events] == [
+        ("alice", "portfolios.optimize", 200)
+    ]
+    stored = (empty_root / "audit.db").read_bytes()
+    for _, key in keys.values():
+        assert key.encode() not in stored
+        assert hash_key(key).encode() not in stored
+
+
+def _seed(audit: AuditLog, start: datetime) -> list[int]:
+    """30 rows an hour apart: keys alice/bob, three actions."""
+    actions = ["portfolios.optimize", "admin.promote", "backtests.run"]
+    ids = []
+    with audit.engine.begin() as connection:
+        for i in range(30):
+            result = connection.execute(
+                insert(audit_events).values(
+                    occurred_at=start + timedelta(hours=i),
+                    request_id=f"seed-{i}",
+                    key_id="alice" if i % 2 == 0 else "bob",
+                    action=actions[i % 3],
+                    method="POST",
+                    path="/v1/x",
+                    status=200,
+                    outcome="success",
+                    inputs={"i": i},
+                )
+            )
+            assert result.inserted_primary_key is not None
+            ids.append(int(result.inserted_primary_key[0]))
+    return ids
+
+
+def _ids(response: Any) -> list[int]:
+    assert response.status_code == 200, response.text
+    return [event["id"] for event in response.json()["events"]]
+
+
+def test_get_audit_filters_by_time_key_and_action(empty_root: Path) -> None:
+    start = datetime(2025, 3, 1, tzinfo=UTC)
+    with _client(empty_root) as client:
+        ids = _seed(client.app.state.audit, start)  # type: ignore[attr-defined]
+        everything = client.get("/v1/audit")
+        assert _ids(everything) == ids[::-1]
+        first = everything.json()["events"][-1]
+        assert first["occurred_at"] in ("2025-03-01T00:00:00Z", "2025-03-01T00:00:00+00:00")
+        assert (first["key_id"], first["inputs"], first["request_id"]) == (
+            "alice",
+            {"i": 0},
+            "seed-0",
+        )
+
+        assert _ids(client.get("/v1/audit", params={"key_id": "bob"})) == ids[1::2][::-1]
+        admin = client.get("/v1/audit", params={"action": "admin.promote"})
+        assert _ids(admin) == ids[1::3][::-1]
+        assert _ids(client.get("/v1/audit", params={"action": "admin.*"})) == ids[1::3][::-1]
+        assert _ids(client.get("/v1/audit", params={"action": "admin"})) == []
+        both = client.get("/v1/audit", params={"key_id": "alice", "action": "backtests.run"})
+        assert _ids(both) == ids[2::6][::-1]
+
+        # since inclusive, until exclusive; an offset is honoured, no offset means UTC.
+        window = client.get(
+            "/v1/audit",
+            params={"since": "2025-03-01T05:00:00Z", "until": "2025-03-01T12:00:00+02:00"},
+        )
+        assert _ids(window) == ids[5:10][::-1]
+        naive = client.get("/v1/audit", params={"since": "2025-03-02T04:00:00"})
+        assert _ids(naive) == ids[28:][::-1]
+
+        for bad in ({"limit": 0}, {"limit": 1001}, {"cursor": "abc"}, {"since": "yesterday"}):
+            problem = client.get("/v1/audit", params=bad)
+            assert problem.status_code == 422, bad
+            assert problem.json()["type"] == "/problems/invalid-request"
+
+
+def test_get_audit_pages_with_a_cursor_that_new_rows_do_not_shift(empty_root: Path) -> None:
+    with _client(empty_root) as client:
+        audit: AuditLog = client.app.state.audit  # type: ignore[attr-defined]
+        ids = _seed(audit, datetime(2025, 3, 1, tzinfo=UTC))
+        seen: list[int] = []
+        params: dict[str, Any] = {"limit": 7}
+        while True:
+            page = client.get("/v1/audit", params=params).json()
+            seen += [event["id"] for event in page["events"]]
+            if len(seen) == 7:  # rows arriving mid-walk belong before the first page
+                _seed(audit, datetime(2025, 4, 1, tzinfo=UTC))
+            if page["next_cursor"] is None:
+                break
+            assert page["next_cursor"] == seen[-1]
+            params["cursor"] = page["next_cursor"]
+        assert seen == ids[::-1]
+
+
+def test_concurrent_requests_from_threads_all_land(empty_root: Path) -> None:
+    errors: list[BaseException] = []
+    with _client(empty_root) as client:
+
+        def hammer(worker: int) -> None:
+            try:
+                for i in range(8):
+                    response = client.post(
+                        OPTIMIZE,
+                        json={"tickers": OWN_TICKERS, **OWN_MOMENTS},
+                        headers={"X-Request-ID": f"thread-{worker}-{i}"},
+                    )
+                    assert response.status_code == 200, response.text
+            except BaseException as exc:  # reported below, in the test's thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=hammer, args=(w,)) for w in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    rows = _rows(empty_root / "audit.db", "request_id LIKE 'thread-%'")
+    assert sorted(row["request_id"] for row in rows) == sorted(
+        f"thread-{w}-{i}" for w in range(6) for i in range(8)
+    )
+
+
+# One process of the two-process test: opens the log when told to (so both race to create
+# the table), then records 40 actions from 8 threads at once, as a gunicorn worker would.
+_WRITER = textwrap.dedent(
+    """
+    import asyncio, sys, time
+    from fastapi import Request
+    from app.services.audit import AuditLog
+
+    url, name, start_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    time.sleep(max(0.0, start_at - time.time()))
+    log = AuditLog.open(url)
+
+    async def one(i: int) -> None:
+        scope = {"type": "http", "method": "POST", "path": "/v1/portfolios/optimize",
+                 "headers": [], "query_string": b"", "state": {}}
+        async with log.action(Request(scope), "portfolios.optimize", inputs={"i": i}) as entry:
+            entry.succeeded(outputs={"writer": name, "i": i})
+
+    async def main() -> None:
+        await asyncio.gather(*(one(i) for i in range(40)))
+
+    asyncio.run(main())
+    log.close()
+    """
+)
+
+
+def test_two_processes_write_the_same_file_and_every_row_lands(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared' / 'audit.db'}"
+    start_at = time.time() + 2.0  # after both interpreters have imported
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, url, name, str(start_at)],
+            env=env,
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("a", "b")
+    ]
+    for writer in writers:
+        _, stderr = writer.communicate(timeout=60)
+        assert writer.returncode == 0, stderr
+    rows = _rows(tmp_path / "shared" / "audit.db")
+    assert len(rows) == 80
+    assert len({row["id"] for row in rows}) == 80
+    for name in ("a", "b"):
+        mine = [row["outputs"]["i"] for row in rows if row["outputs"]["writer"] == name]
+        assert sorted(mine) == list(range(40))
+
+
+def test_another_sqlalchemy_url_is_used(empty_root: Path) -> None:
+    # PostgreSQL takes the same setting (postgresql+psycopg://...); it cannot run here.
+    elsewhere = empty_root / "elsewhere" / "trail.db"
+    with _client(empty_root, audit_url=f"sqlite:///{elsewhere}") as client:
+        response = client.post(OPTIMIZE, json={"tickers": OWN_TICKERS, **OWN_MOMENTS})
+        assert response.status_code == 200
+    assert len(_by_request(elsewhere, response.headers["X-Request-ID"])) == 1
+    assert not (empty_root / "audit.db").exists()
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_database_is_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="in-memory SQLite"):
+        AuditLog.open(url)
+
+
+def test_an_unusable_location_stops_the_start_with_a_clear_message(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(RuntimeError, match="QUANTSERVE_AUDIT__URL"):
+        AuditLog.open(f"sqlite:///{blocker / 'audit.db'}")
+    # No PostgreSQL driver is installed here (nor a server): the start fails just as clearly,
+    # and the message shows the URL without its password.
+    with pytest.raises(RuntimeError, match=r"postgresql\+psycopg://quant:\*\*\*@") as caught:
+        AuditLog.open("postgresql+psycopg://quant:s3cret@localhost:1/audit")
+    assert "s3cret" not in str(caught.value)
