@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 JAVA_HINT := Spark needs Java 17: apt-get install -y openjdk-17-jre-headless
 
 .DEFAULT_GOAL := help
-.PHONY: help install java prometheus serve pipeline test lint format bench clean
+.PHONY: help install java test-tools serve pipeline test lint format bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -22,18 +22,22 @@ install: $(STAMP) ## Create .venv and install the pinned dependencies
 java:
 	@command -v java >/dev/null 2>&1 || { echo "java not found. $(JAVA_HINT)"; exit 1; }
 
-serve: install java ## Build a model from the embedded data if none exists, then serve on :8000
+# Development mode unless QUANTSERVE_DEV_MODE says otherwise: with no API keys configured
+# every caller is admin; once keys are configured (QUANTSERVE_API_KEYS or the config
+# file) they are required, dev mode or not.
+serve: install java ## Build a model from the embedded data if none exists, then serve on :8000 (dev mode)
 	$(BIN)/quantserve pipeline --if-missing
-	$(BIN)/quantserve serve
+	QUANTSERVE_DEV_MODE=$${QUANTSERVE_DEV_MODE:-1} $(BIN)/quantserve serve
 
 pipeline: install java ## Re-run ingest, features and training (a new model version)
 	$(BIN)/quantserve pipeline
 
-# Debian's Prometheus for the monitoring tests, installed as root when missing (they skip without it).
-prometheus:
-	@sh tests/monitoring/install-prometheus.sh
+# Debian's prometheus and wrk for the monitoring and load tests, installed as root when
+# missing (those tests skip without them).
+test-tools:
+	@sh tests/install-test-tools.sh
 
-test: install java prometheus ## Run the whole test suite
+test: install java test-tools ## Run the whole test suite
 	$(BIN)/pytest
 
 lint: install ## ruff (lint + format check) and mypy
@@ -45,9 +49,12 @@ format: install ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install java ## Benchmarks (figures go to docs/benchmarks.md)
+bench: bench-load ## Benchmarks: the serving load test (figures go to docs/benchmarks.md)
+
+.PHONY: bench-load
+bench-load: install java ## Load: quantserve vs a bare FastAPI endpoint under wrk, 16 connections (~2 min)
 	$(BIN)/quantserve pipeline --if-missing
-	$(BIN)/python -m bench.serving
+	$(BIN)/python -m bench.load
 
 .PHONY: bench-optimizer
 bench-optimizer: install ## Optimizer: quantserve vs naive cvxpy vs skfolio, 20-2000 assets (~3 min)

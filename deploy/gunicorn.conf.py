@@ -24,7 +24,8 @@ from app.core.logging import logging_config
 
 wsgi_app = "app.main:create_app()"
 # uvicorn's workers under gunicorn: unlike `uvicorn --workers`, no ~44 ms added to
-# keep-alive requests.
+# keep-alive requests. Their event loop and HTTP parser are "auto", which picks uvloop
+# and httptools (both come with uvicorn[standard]).
 worker_class = "uvicorn_worker.UvicornWorker"
 bind = ["0.0.0.0:8000"]
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))

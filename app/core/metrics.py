@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_fastapi_instrumentator import Instrumentator
+
+from app.core.http_metrics import install_http_metrics
 
 # Fine enough to read a millisecond p99, wide enough for a cold optimizer solve.
 LATENCY_BUCKETS_SECONDS = (
@@ -80,7 +81,7 @@ class _LabelledSolve:
 
 
 class ServiceMetrics:
-    """The service's own metrics, beside the HTTP ones from the instrumentator."""
+    """The service's own metrics, beside the HTTP ones (``app.core.http_metrics``)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
@@ -105,6 +106,30 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS_SECONDS,
             registry=registry,
         )
+        # Micro-batching of TF Serving predicts (app.services.batching); powers of two
+        # up to the 1,024 instances one request may carry.
+        batch_buckets = tuple(float(2**k) for k in range(11))
+        self.predict_batch_instances = Histogram(
+            "quantserve_predict_batch_instances",
+            "Instances (rows) in one model call of the TF Serving predict routes.",
+            ["model"],
+            buckets=batch_buckets,
+            registry=registry,
+        )
+        self.predict_batch_requests = Histogram(
+            "quantserve_predict_batch_requests",
+            "Predict requests answered by one model call (1: nothing was merged).",
+            ["model"],
+            buckets=batch_buckets,
+            registry=registry,
+        )
+        self.predict_queue_wait_seconds = Histogram(
+            "quantserve_predict_queue_wait_seconds",
+            "Time a predict request waited for its batch to start (0 when it skipped the queue).",
+            ["model"],
+            buckets=LATENCY_BUCKETS_SECONDS,
+            registry=registry,
+        )
         self.model_load_failures = Counter(
             "quantserve_model_load_failures",
             "Model loads that failed: missing (no version or features yet), invalid (an "
@@ -115,6 +140,30 @@ class ServiceMetrics:
         )
         for reason in LOAD_FAILURE_REASONS:
             self.model_load_failures.labels(reason)
+        # Hot reload (app.services.lifecycle): a refused version also counts above.
+        self.model_reloads = Counter(
+            "quantserve_model_reloads",
+            "Model versions or features the server noticed while running and tried to "
+            "serve: swapped (verified and serving) or refused (the last good one serves).",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in ("swapped", "refused"):
+            self.model_reloads.labels(outcome)
+        self.model_serving_version = Gauge(
+            "quantserve_model_serving_version",
+            "The model version number that serves (the highest over live workers).",
+            ["model"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.model_last_check = Gauge(
+            "quantserve_model_last_check_timestamp_seconds",
+            "When the server last looked at the model store, registry and features (the "
+            "stalest live worker): a value far behind the poll interval means a stuck poll.",
+            registry=registry,
+            multiprocess_mode="livemin",
+        )
         self.model_data_cutoff = Gauge(
             "quantserve_model_data_cutoff_timestamp_seconds",
             "Latest date of the features the serving model forecasts from (00:00 UTC).",
@@ -155,14 +204,9 @@ class ServiceMetrics:
 
 
 def instrument_http(app: FastAPI, registry: CollectorRegistry) -> None:
-    """HTTP request counts and latencies, exposed with the rest at ``/metrics``."""
-    Instrumentator(
-        registry=registry,
-        excluded_handlers=["/metrics"],
-        should_group_status_codes=False,
-    ).instrument(
-        app,
-        metric_namespace="quantserve",
-        latency_highr_buckets=LATENCY_BUCKETS_SECONDS,
-        latency_lowr_buckets=LATENCY_BUCKETS_SECONDS,
-    ).expose(app, endpoint="/metrics", include_in_schema=False)
+    """HTTP request counts and latencies, exposed with the rest at ``/metrics``.
+
+    A lean pure ASGI middleware (``app.core.http_metrics``) with the series
+    prometheus-fastapi-instrumentator used to write, at a fraction of its per-request cost.
+    """
+    install_http_metrics(app, registry, LATENCY_BUCKETS_SECONDS)

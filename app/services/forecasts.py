@@ -1,4 +1,11 @@
-"""Forecasts for the latest date, computed once per (model version, feature table)."""
+"""Forecasts for the latest date, computed once per (model version, feature table).
+
+The forecasts cannot change while one ``ForecastService`` serves (a new model version or
+feature table makes a new service), so neither can the JSON that answers
+``POST /v1/forecasts``: it is rendered once, when the service is made, and each request
+only joins ready-made bytes. Rendering the response model per request cost more than
+the rest of the handler.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from app.schemas.forecasts import ForecastResponse, ReturnQuantiles, TickerForecast
+from app.schemas.models import ModelRef
 from app.services.errors import UnknownTicker
 from app.services.feature_store import FeatureStore
 from app.services.model_registry import LoadedModel
@@ -18,6 +27,19 @@ from training.model import QUANTILES_OUTPUT, RETURN_OUTPUT, VOLATILITY_OUTPUT
 
 ANNUALISE_RETURN = schema.TRADING_DAYS_PER_YEAR / schema.RETURN_HORIZON_DAYS
 ANNUALISE_VARIANCE = schema.TRADING_DAYS_PER_YEAR / schema.VOLATILITY_HORIZON_DAYS
+
+HORIZONS = {
+    "expected_return_days": schema.RETURN_HORIZON_DAYS,
+    "volatility_days": schema.VOLATILITY_HORIZON_DAYS,
+}
+UNITS = {
+    "expected_log_return": "log return over the next 5 trading days",
+    "log_return_quantiles": "quantiles of the log return over the next 5 trading days",
+    "volatility": "standard deviation of daily log returns summed over the next 21 trading "
+    "days (square root of the 21-day realized variance), not annualised",
+    "annualized_expected_return": "arithmetic return per year (252 trading days)",
+    "annualized_volatility": "volatility per year (252 trading days)",
+}
 
 
 @dataclass(frozen=True)
@@ -71,25 +93,52 @@ class ForecastService:
                 volatility=volatility,
                 log_return_quantiles=(low, median, high),
             )
+        self._tickers = sorted(self._forecasts)
+        self._as_of = max((f.as_of for f in self._forecasts.values()), default=None)
+        self._json = _RenderedForecasts(self)
 
     @property
     def tickers(self) -> list[str]:
-        """Tickers that have a forecast."""
-        return sorted(self._forecasts)
+        """Tickers that have a forecast, sorted."""
+        return list(self._tickers)
 
     @property
     def as_of(self) -> date | None:
         """The latest forecast date."""
-        return max((f.as_of for f in self._forecasts.values()), default=None)
+        return self._as_of
 
     def get(self, tickers: Sequence[str] | None = None) -> list[Forecast]:
         """Forecasts for ``tickers`` in the order given (all when None)."""
         if tickers is None:
-            return [self._forecasts[t] for t in self.tickers]
+            return [self._forecasts[t] for t in self._tickers]
+        self._check_known(tickers)
+        return [self._forecasts[t] for t in tickers]
+
+    def response(self, tickers: Sequence[str] | None = None) -> ForecastResponse:
+        """The ``POST /v1/forecasts`` body for ``tickers`` (all when None), as a model."""
+        return ForecastResponse(
+            model=ModelRef(name=self.model.name, version=self.model.version),
+            as_of=self.as_of,
+            horizons=HORIZONS,
+            units=UNITS,
+            forecasts=[_ticker_forecast(f) for f in self.get(tickers)],
+        )
+
+    def response_json(self, tickers: Sequence[str] | None = None) -> bytes:
+        """``response(tickers)`` as JSON bytes, joined from fragments rendered once.
+
+        Byte for byte what pydantic renders for ``response(tickers)``; unknown tickers
+        raise ``UnknownTicker`` as ``get`` does.
+        """
+        if tickers is None:
+            return self._json.everything
+        self._check_known(tickers)
+        return self._json.join(tickers)
+
+    def _check_known(self, tickers: Sequence[str]) -> None:
         unknown = [t for t in tickers if t not in self._forecasts]
         if unknown:
             raise UnknownTicker(unknown, self.tickers)
-        return [self._forecasts[t] for t in tickers]
 
     def annualized(self, tickers: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Annual arithmetic expected returns and volatilities of ``tickers``."""
@@ -98,3 +147,46 @@ class ForecastService:
             np.array([f.annualized_expected_return for f in forecasts]),
             np.array([f.annualized_volatility for f in forecasts]),
         )
+
+
+def _ticker_forecast(forecast: Forecast) -> TickerForecast:
+    return TickerForecast(
+        ticker=forecast.ticker,
+        as_of=forecast.as_of,
+        expected_log_return=forecast.expected_log_return,
+        log_return_quantiles=ReturnQuantiles(
+            q05=forecast.log_return_quantiles[0],
+            q50=forecast.log_return_quantiles[1],
+            q95=forecast.log_return_quantiles[2],
+        ),
+        volatility=forecast.volatility,
+        annualized_expected_return=forecast.annualized_expected_return,
+        annualized_volatility=forecast.annualized_volatility,
+    )
+
+
+class _RenderedForecasts:
+    """The response's JSON in pieces: the envelope around ``"forecasts":[...]``, and
+    each ticker's object, each rendered by pydantic once.
+
+    ``forecasts`` is the response model's last field, so the envelope rendered with an
+    empty list ends in ``[]}``: the pieces join back into exactly what pydantic renders
+    for the whole response (``tests/app/test_forecasts_render.py`` checks it).
+    """
+
+    _TAIL = b"]}"
+
+    def __init__(self, service: ForecastService) -> None:
+        envelope = service.response([]).model_dump_json().encode()
+        if not envelope.endswith(b'"forecasts":[' + self._TAIL):
+            raise RuntimeError(f"forecasts is no longer the response's last field: {envelope!r}")
+        self._head = envelope[: -len(self._TAIL)]
+        self._fragments = {
+            ticker: _ticker_forecast(forecast).model_dump_json().encode()
+            for ticker, forecast in zip(service.tickers, service.get(), strict=True)
+        }
+        self.everything = self.join(service.tickers)
+
+    def join(self, tickers: Sequence[str]) -> bytes:
+        """The response for ``tickers``, all of them known."""
+        return self._head + b",".join([self._fragments[t] for t in tickers]) + self._TAIL

@@ -250,6 +250,7 @@ def test_no_series_has_a_high_cardinality_label(stack: Stack) -> None:
         "stage",
         "model",
         "reason",
+        "outcome",
         "feature",
         "step",
     }
