@@ -1,4 +1,9 @@
-"""Dependencies of the route handlers, as ``Annotated`` aliases (override them in tests)."""
+"""Dependencies of the route handlers, as ``Annotated`` aliases (override them in tests).
+
+Every one is ``async def``: they only read ``app.state``, and FastAPI runs a plain
+``def`` dependency in the thread pool, a round trip that cost about 90 µs of CPU per
+dependency per request here (docs/benchmarks.md). Keep new ones async unless they block.
+"""
 
 from __future__ import annotations
 
@@ -8,38 +13,51 @@ from fastapi import Depends, Request
 
 from app.core.config import Settings
 from app.core.metrics import ServiceMetrics
+from app.services.audit import AuditLog
+from app.services.batching import MicroBatcher
 from app.services.forecasts import ForecastService
+from app.services.lifecycle import ModelLifecycle
 from app.services.portfolios import PortfolioService
 from app.services.serving import ServingState
 from app.services.tfserving import TFServingService
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     """The settings the app was created with."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_serving_state(request: Request) -> ServingState:
-    """What the lifespan loaded."""
-    state: ServingState = request.app.state.serving
-    return state
+async def get_lifecycle(request: Request) -> ModelLifecycle:
+    """The model lifecycle the lifespan made: it owns the serving state and swaps it."""
+    lifecycle: ModelLifecycle = request.app.state.lifecycle
+    return lifecycle
 
 
-def get_metrics(request: Request) -> ServiceMetrics:
+async def get_serving_state(request: Request) -> ServingState:
+    """The state that serves now, read once per request (FastAPI caches it per request).
+
+    A request keeps this state to its end even if a new model version is swapped in
+    meanwhile.
+    """
+    lifecycle: ModelLifecycle = request.app.state.lifecycle
+    return lifecycle.current
+
+
+async def get_metrics(request: Request) -> ServiceMetrics:
     """The app's metrics."""
     metrics: ServiceMetrics = request.app.state.metrics
     return metrics
 
 
-def get_forecast_service(
+async def get_forecast_service(
     state: Annotated[ServingState, Depends(get_serving_state)],
 ) -> ForecastService:
     """The forecast service; 503 problem while no model is loaded."""
     return state.require_forecasts()
 
 
-def get_portfolio_service(
+async def get_portfolio_service(
     state: Annotated[ServingState, Depends(get_serving_state)],
     settings: Annotated[Settings, Depends(get_app_settings)],
 ) -> PortfolioService:
@@ -60,15 +78,34 @@ def get_portfolio_service(
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 ServingStateDep = Annotated[ServingState, Depends(get_serving_state)]
+LifecycleDep = Annotated[ModelLifecycle, Depends(get_lifecycle)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 ForecastServiceDep = Annotated[ForecastService, Depends(get_forecast_service)]
 PortfolioServiceDep = Annotated[PortfolioService, Depends(get_portfolio_service)]
 
 
-def get_tfserving_service(request: Request) -> TFServingService:
+async def get_tfserving_service(request: Request) -> TFServingService:
     """The TensorFlow Serving service the lifespan made (it holds a version cache)."""
     service: TFServingService = request.app.state.tfserving
     return service
 
 
 TFServingDep = Annotated[TFServingService, Depends(get_tfserving_service)]
+
+
+async def get_batcher(request: Request) -> MicroBatcher:
+    """The micro-batcher the lifespan made: one per app, a queue per model version."""
+    batcher: MicroBatcher = request.app.state.batcher
+    return batcher
+
+
+BatcherDep = Annotated[MicroBatcher, Depends(get_batcher)]
+
+
+async def get_audit(request: Request) -> AuditLog:
+    """The audit trail the lifespan opened."""
+    audit: AuditLog = request.app.state.audit
+    return audit
+
+
+AuditDep = Annotated[AuditLog, Depends(get_audit)]

@@ -15,8 +15,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.core.limits import BodyTooLarge
+from app.core.security import AccessDenied
 from app.schemas.problems import Problem
-from app.services.errors import ModelNotLoaded, UnknownTicker
+from app.services.audit import AuditUnavailable
+from app.services.errors import (
+    LimitExceeded,
+    ModelNotLoaded,
+    ModelVersionNotFound,
+    ModelVersionRefused,
+    RegistryConflict,
+    UnknownTicker,
+)
 from optimizer import (
     InvalidProblem,
     NoPositiveExcessReturn,
@@ -24,6 +34,7 @@ from optimizer import (
     OptimizerError,
     ProgramInfeasible,
     ProgramUnbounded,
+    SolverTimeLimitExceeded,
 )
 
 PROBLEM_JSON = "application/problem+json"
@@ -93,6 +104,62 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def exception_problem(request: Request, exc: AccessDenied | BodyTooLarge) -> JSONResponse:
+    """The problem for a refusal that names its own slug, title, headers and extensions.
+
+    401, 403 and 429 (``app.core.security``) and 413 (``app.core.limits``); the
+    middlewares that refuse before routing (``/metrics``, the body size) call it too.
+    """
+    return problem_response(
+        request,
+        exc.status_code,
+        exc.slug,
+        str(exc.detail),
+        title=exc.title,
+        headers=dict(exc.headers) if exc.headers else None,
+        **exc.extensions,
+    )
+
+
+async def _refusal(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AccessDenied | BodyTooLarge)
+    return exception_problem(request, exc)
+
+
+async def _limit_exceeded(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, LimitExceeded)
+    return problem_response(
+        request,
+        422,
+        "limit-exceeded",
+        str(exc),
+        title="Request over a limit",
+        limit=exc.limit,
+        value=exc.value,
+        requested=exc.requested,
+    )
+
+
+async def _solver_time_limit(request: Request, exc: Exception) -> JSONResponse:
+    # 422, not 503: the same problem would run out of time again, so retrying is no fix;
+    # the detail says how to make the problem smaller.
+    assert isinstance(exc, SolverTimeLimitExceeded)
+    extensions: dict[str, Any] = {
+        "limit": "limits.solver_time_limit_seconds",
+        "value": exc.time_limit_seconds,
+    }
+    if exc.status:
+        extensions["solver_status"] = exc.status
+    return problem_response(
+        request,
+        422,
+        "solver-time-limit",
+        f"{exc} The limit is limits.solver_time_limit_seconds = {exc.time_limit_seconds:g} s.",
+        title="The solver ran out of time",
+        **extensions,
+    )
+
+
 async def _unknown_ticker(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, UnknownTicker)
     return problem_response(
@@ -114,6 +181,41 @@ async def _model_not_loaded(request: Request, exc: Exception) -> JSONResponse:
         str(exc),
         title="No model loaded",
         headers={"Retry-After": "30"},
+    )
+
+
+async def _model_version_refused(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ModelVersionRefused)
+    return problem_response(
+        request,
+        422,
+        "model-version-refused",
+        f"{exc}. Fix or replace the version (`quantserve train` exports a new one), or "
+        "promote another; the server keeps serving the last good version meanwhile.",
+        title="Model version refused",
+        model=exc.name,
+        version=exc.version,
+        failure=exc.failure,
+        serving_version=exc.serving,
+    )
+
+
+async def _model_version_not_found(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ModelVersionNotFound)
+    return problem_response(
+        request,
+        404,
+        "model-version-not-found",
+        f"{exc}; GET /v1/models lists the versions.",
+        title="No such model version",
+        model=exc.name,
+        available_versions=exc.available,
+    )
+
+
+async def _registry_conflict(request: Request, exc: Exception) -> JSONResponse:
+    return problem_response(
+        request, 409, "registry-conflict", str(exc), title="The registry cannot do that"
     )
 
 
@@ -141,6 +243,20 @@ async def _optimizer_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, 422, slug, str(exc), title=title, **extensions)
 
 
+async def _audit_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AuditUnavailable)
+    return problem_response(
+        request,
+        503,
+        "audit-unavailable",
+        str(exc),
+        title="The action could not be recorded",
+        headers={"Retry-After": "5"},
+        action=exc.action,
+        performed=exc.performed,
+    )
+
+
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(
@@ -156,7 +272,15 @@ def install_problem_handlers(app: FastAPI) -> None:
     """Register every exception handler on ``app``."""
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(AccessDenied, _refusal)
+    app.add_exception_handler(BodyTooLarge, _refusal)
+    app.add_exception_handler(LimitExceeded, _limit_exceeded)
     app.add_exception_handler(UnknownTicker, _unknown_ticker)
     app.add_exception_handler(ModelNotLoaded, _model_not_loaded)
+    app.add_exception_handler(ModelVersionRefused, _model_version_refused)
+    app.add_exception_handler(ModelVersionNotFound, _model_version_not_found)
+    app.add_exception_handler(RegistryConflict, _registry_conflict)
+    app.add_exception_handler(SolverTimeLimitExceeded, _solver_time_limit)
     app.add_exception_handler(OptimizerError, _optimizer_error)
+    app.add_exception_handler(AuditUnavailable, _audit_unavailable)
     app.add_exception_handler(Exception, _unhandled)

@@ -4,7 +4,12 @@
 
     ServiceError
      ├── ModelNotLoaded     no model version is loaded yet (or the features are missing)
-     └── UnknownTicker      a requested ticker has no features or forecast
+     ├── UnknownTicker      a requested ticker has no features or forecast
+     ├── ModelVerificationFailed  a loaded version fails a check before it may serve
+     ├── ModelVersionRefused      a version was not swapped in; the last good one serves
+     ├── ModelVersionNotFound     an admin action names a model or version not in the store
+     ├── RegistryConflict         the registry cannot do what was asked (nothing to roll back to)
+     └── LimitExceeded            a request asks for more than a configured limit allows
 """
 
 from __future__ import annotations
@@ -31,3 +36,66 @@ class UnknownTicker(ServiceError):
             f"unknown ticker{'s' if len(self.unknown) > 1 else ''}: {names}; the served data "
             f"set holds {len(self.available)} tickers: {', '.join(self.available)}"
         )
+
+
+class ModelVerificationFailed(ServiceError):
+    """A loaded model version failed a check (signature, warm-up outputs, forecasts)."""
+
+
+class ModelVersionRefused(ServiceError):
+    """A model version that was not swapped in: the last good version keeps serving.
+
+    ``failure`` is the ``reason`` label of ``quantserve_model_load_failures_total``:
+    ``missing``, ``invalid`` (it loaded but failed verification, or the pipeline rejects
+    an artifact) or ``error`` (anything else, such as a corrupt SavedModel).
+    """
+
+    def __init__(
+        self, name: str, version: int | None, reason: str, failure: str, serving: int | None
+    ) -> None:
+        self.name = name
+        self.version = version
+        self.reason = reason
+        self.failure = failure
+        self.serving = serving
+        what = f"version {version} was refused" if version is not None else "could not load"
+        still = f"version {serving} keeps serving" if serving is not None else "nothing serves"
+        super().__init__(f"model {name} {what}: {reason}; {still}")
+
+
+class ModelVersionNotFound(ServiceError):
+    """An admin action names a model this server does not serve, or a version not in the store."""
+
+    def __init__(
+        self, name: str, version: int | None, available: Sequence[int], served: str
+    ) -> None:
+        self.name = name
+        self.version = version
+        self.available = list(available)
+        if name != served:
+            message = (
+                f"this server serves model {served!r} only, not {name!r} "
+                "(QUANTSERVE_MODEL_NAME chooses it)"
+            )
+        else:
+            versions = ", ".join(map(str, self.available)) or "none"
+            message = f"model {name} has no complete version {version} (versions: {versions})"
+        super().__init__(message)
+
+
+class RegistryConflict(ServiceError):
+    """The registry cannot make the change asked for; the message says what to do instead."""
+
+
+class LimitExceeded(ServiceError):
+    """A request asks for more than a configured limit (``limits.*``) allows.
+
+    ``limit`` names the setting (``limits.max_tickers``), ``value`` is its value and
+    ``requested`` what the request asked for; the message says how to fit the limit.
+    """
+
+    def __init__(self, limit: str, value: float, requested: float, message: str) -> None:
+        self.limit = limit
+        self.value = value
+        self.requested = requested
+        super().__init__(message)
