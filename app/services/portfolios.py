@@ -191,7 +191,7 @@ class PortfolioService:
         tickers = tuple(request.tickers)
         expected_returns, volatilities = self.forecasts.annualized(tickers)
         risk_model = request.risk_model
-        structure, scenarios = self._trailing(
+        structure, scenarios = self._trailing_in_order(
             tickers, risk_model.method, risk_model.half_life, risk_model.n_factors
         )
         covariance: FloatArray | FactorModel = (
@@ -218,6 +218,36 @@ class PortfolioService:
             model_version=model.version,
             as_of=max(f.as_of for f in self.forecasts.get(tickers)),
         )
+
+    def _trailing_in_order(
+        self,
+        tickers: tuple[str, ...],
+        method: RiskModelMethod,
+        half_life: float | None,
+        n_factors: int | None,
+    ) -> tuple[FloatArray | FactorModel, FloatArray]:
+        """The trailing estimate for ``tickers``, in their order.
+
+        Estimated once per set of tickers: the cache holds them sorted, and each request
+        gets rows and columns permuted into its own order (the estimators are
+        permutation-equivariant), so clients that list the same tickers in another order
+        do not pay for a new estimate.
+        """
+        canonical = tuple(sorted(tickers))
+        structure, scenarios = self._trailing(canonical, method, half_life, n_factors)
+        if canonical == tickers:
+            return structure, scenarios
+        position = {ticker: i for i, ticker in enumerate(canonical)}
+        order = np.array([position[t] for t in tickers])
+        if isinstance(structure, FactorModel):
+            permuted: FloatArray | FactorModel = FactorModel(
+                loadings=structure.loadings[order],
+                factor_covariance=structure.factor_covariance,
+                specific_variance=structure.specific_variance[order],
+            )
+        else:
+            permuted = structure[np.ix_(order, order)]
+        return permuted, scenarios[:, order]
 
     def _compute_trailing(
         self,
