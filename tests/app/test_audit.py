@@ -155,6 +155,13 @@ FAILURES = [
         "/v1/portfolios/frontier",
         id="unbounded_frontier",
     ),
+    pytest.param(
+        {"tickers": OWN_TICKERS, **OWN_MOMENTS, "n_points": 51},  # limits.max_frontier_points
+        422,
+        "limit-exceeded",
+        "/v1/portfolios/frontier",
+        id="over_a_limit",
+    ),
 ]
 
 

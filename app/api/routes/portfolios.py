@@ -98,9 +98,9 @@ async def optimize_portfolio(
     audit: AuditDep,
 ) -> OptimizeResponse:
     """Optimal weights for the tickers under the objective and constraints."""
-    check_limits(body, settings.limits)
     risk_free_rate = _risk_free_rate(body.risk_free_rate, settings)
     async with audit.action(request, "portfolios.optimize", inputs=body) as entry:
+        check_limits(body, settings.limits)  # a refusal is audited too
         with _timed(metrics, body.objective.value) as outcome:
             allocation = await run_in_threadpool(service.optimize, body, risk_free_rate)
             outcome[0] = allocation.result.status
@@ -119,9 +119,9 @@ async def efficient_frontier(
     audit: AuditDep,
 ) -> FrontierResponse:
     """Portfolios along the efficient frontier, from min variance to the highest return."""
-    check_limits(body, settings.limits)
     risk_free_rate = _risk_free_rate(body.risk_free_rate, settings)
     async with audit.action(request, "portfolios.frontier", inputs=body) as entry:
+        check_limits(body, settings.limits)  # a refusal is audited too
         with _timed(metrics, "frontier") as outcome:
             frontier = await run_in_threadpool(service.frontier, body, risk_free_rate)
             outcome[0] = "optimal"
