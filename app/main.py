@@ -40,7 +40,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     metrics: ServiceMetrics = app.state.metrics
     # First: a server that cannot record optimize and admin actions must not start.
-    app.state.audit = audit_log = await run_in_threadpool(AuditLog.open, settings.audit_url)
+    app.state.audit = audit_log = await run_in_threadpool(
+        AuditLog.open, settings.audit_url, metrics
+    )
     # Handlers read lifecycle.current once per request: swaps never split a request.
     await run_in_threadpool(configure_tensorflow, settings.tensorflow_threads)
     app.state.lifecycle = lifecycle = ModelLifecycle(settings, metrics)

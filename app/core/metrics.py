@@ -11,6 +11,8 @@ workers, and each gauge says how its workers' values combine (``multiprocess_mod
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -39,6 +41,11 @@ LATENCY_BUCKETS_SECONDS = (
 
 # Why a model failed to load (the ``reason`` label of the load-failure counter).
 LOAD_FAILURE_REASONS = ("missing", "invalid", "error")
+
+# The audit-trail write that failed (the ``stage`` label): the row written before an
+# admin action (``intent``), the record of a success (``result``), or of a failed request
+# (``failure_record``). See ``app.services.audit``.
+AUDIT_WRITE_STAGES = ("intent", "result", "failure_record")
 
 
 class OptimizerSolveMetrics:
@@ -150,6 +157,25 @@ class ServiceMetrics:
         )
         for outcome in ("swapped", "refused"):
             self.model_reloads.labels(outcome)
+        # The audit trail (app.services.audit): each action's series are declared at 0
+        # when the log opens (declare_audit_action), so a first failure is an increase.
+        self.audit_write_failures = Counter(
+            "quantserve_audit_write_failures",
+            "Audit rows that could not be committed, by action and stage: intent (an admin "
+            "action refused), result (answered 503 audit-unavailable), failure_record (a "
+            "failed request left unrecorded).",
+            ["action", "stage"],
+            registry=registry,
+        )
+        self.audit_write_seconds = Histogram(
+            "quantserve_audit_write_seconds",
+            "Time of one committed audit write (one transaction), by stage.",
+            ["stage"],
+            buckets=LATENCY_BUCKETS_SECONDS,
+            registry=registry,
+        )
+        for stage in AUDIT_WRITE_STAGES:
+            self.audit_write_seconds.labels(stage)
         self.model_serving_version = Gauge(
             "quantserve_model_serving_version",
             "The model version number that serves (the highest over live workers).",
@@ -201,6 +227,15 @@ class ServiceMetrics:
             registry=registry,
             multiprocess_mode="livemostrecent",
         )
+
+    def declare_audit_action(self, action: str, stages: Iterable[str]) -> None:
+        """Show ``action``'s failure series at 0 before any failure, one per stage it writes.
+
+        A counter's first sample at 1 has no earlier value for ``increase()`` to compare
+        with, so an alert on it would miss that failure.
+        """
+        for stage in stages:
+            self.audit_write_failures.labels(action, stage)
 
 
 def instrument_http(app: FastAPI, registry: CollectorRegistry) -> None:

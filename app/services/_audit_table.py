@@ -14,6 +14,7 @@ this schema as its base revision.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -37,6 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 # Milliseconds a writer waits for another process's write lock before the write fails.
@@ -154,3 +156,21 @@ def _json_dumps(value: Any) -> str:
     are not JSON fail loudly rather than being stored as their ``repr``.
     """
     return pydantic_core.to_json(value, inf_nan_mode="null").decode()
+
+
+def create_tables(engine: Engine, attempts: int = 5) -> None:
+    """Create the table and its indexes unless they exist, however many workers start at once.
+
+    gunicorn starts its workers together. On a new SQLite file, one worker switching it to
+    WAL holds a lock that fails the others' connections at once (busy_timeout does not
+    cover it), and another may create the table between this one's check and its CREATE.
+    Either is over in moments: the next attempt finds the table and creates nothing.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            metadata.create_all(engine)
+            return
+        except DatabaseError:
+            if attempt == attempts:
+                raise
+            time.sleep(0.2 * attempt)

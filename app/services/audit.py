@@ -25,32 +25,35 @@ answer it with (``outputs`` holds that problem document) and the error is re-rai
 Recording a failure is best effort: if the database is down as well, the error is
 logged and the client still gets the original error, which claims no success.
 
+Every write that fails is also counted, for alerting, in
+``quantserve_audit_write_failures_total{action, stage}``: ``stage`` is ``intent`` (the
+row before an admin action), ``result`` (the record of a success, or of an admin action's
+end) or ``failure_record``. Committed writes are timed in ``quantserve_audit_write_seconds``.
+
 Durability, locking and schema changes: see ``app.services._audit_table``.
 """
 
 from __future__ import annotations
 
-import inspect
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http import HTTPStatus
 from typing import Any, Final, TypeVar
 
 import anyio
 from fastapi import Request
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DatabaseError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.logging import request_id_var
-from app.services._audit_table import audit_events, create_audit_engine, metadata
+from app.core.metrics import AUDIT_WRITE_STAGES, ServiceMetrics
+from app.services._audit_answer import answer_to
+from app.services._audit_table import audit_events, create_audit_engine, create_tables
 from app.services.errors import ServiceError
 
 logger = logging.getLogger(__name__)
@@ -59,6 +62,16 @@ STARTED: Final = "started"
 SUCCESS: Final = "success"
 # The status of a request whose client went away before it was answered (nginx's 499).
 CLIENT_CLOSED_REQUEST: Final = 499
+# The actions the routes record. Their failure series are declared at 0 when the log
+# opens, so that even a first failed write is an increase an alert sees; an action not
+# listed is declared on its first use.
+KNOWN_ACTIONS: Final = (
+    "portfolios.optimize",
+    "portfolios.frontier",
+    "admin.reload",
+    "admin.promote",
+    "admin.rollback",
+)
 
 T = TypeVar("T")
 
@@ -155,12 +168,23 @@ class AuditEntry:
 class AuditLog:
     """Records actions in the ``audit_events`` table and reads them back."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, metrics: ServiceMetrics | None = None) -> None:
         self.engine = engine
+        self.metrics = metrics
+        self._write_seconds = (
+            {stage: metrics.audit_write_seconds.labels(stage) for stage in AUDIT_WRITE_STAGES}
+            if metrics is not None
+            else {}
+        )
+        self._declared: set[tuple[str, bool]] = set()
+        for action in KNOWN_ACTIONS:
+            self._declare(action, _writes_intent(action))
 
     @classmethod
-    def open(cls, url: str) -> AuditLog:
+    def open(cls, url: str, metrics: ServiceMetrics | None = None) -> AuditLog:
         """Connect to ``url`` and create the table if it is missing (blocking: call in a thread).
+
+        ``metrics``, when given, count the writes that fail and time those that commit.
 
         Raises
         ------
@@ -169,7 +193,7 @@ class AuditLog:
         """
         try:
             engine = create_audit_engine(url)
-            _create_tables(engine)
+            create_tables(engine)
         except (ImportError, OSError, SQLAlchemyError) as exc:
             shown = make_url(url).render_as_string(hide_password=True)
             raise RuntimeError(
@@ -177,7 +201,7 @@ class AuditLog:
                 "optimize and admin action there and does not start without it: make the "
                 "location writable, or point audit.url (QUANTSERVE_AUDIT__URL) elsewhere."
             ) from exc
-        return cls(engine)
+        return cls(engine, metrics)
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -213,18 +237,21 @@ class AuditLog:
             The row could not be committed (before a state change: it was not made).
         """
         entry = AuditEntry(request, action, inputs)
-        intent = action.startswith("admin.") if record_intent is None else record_intent
+        intent = _writes_intent(action) if record_intent is None else record_intent
+        if (action, intent) not in self._declared:
+            self._declare(action, intent)
         row_id: int | None = None
         if intent:
             try:
                 row_id = await run_in_threadpool(self._insert, entry.values, STARTED)
             except SQLAlchemyError as exc:
                 logger.error("audit: cannot record the start of %s: %s", action, exc)
+                self._count_failure(action, "intent")
                 raise AuditUnavailable(action, performed=False) from exc
         try:
             yield entry
         except Exception as exc:
-            status, outcome, problem = await _answer_to(request, exc)
+            status, outcome, problem = await answer_to(request, exc)
             await self._record_failure(entry, row_id, entry._ended(status, outcome, problem))
             raise
         except BaseException:
@@ -235,9 +262,10 @@ class AuditLog:
             raise
         ended = entry._ended(entry.status, SUCCESS, entry.outputs)
         try:
-            await run_in_threadpool(self._write_end, entry.values, row_id, ended)
+            await run_in_threadpool(self._write_end, entry.values, row_id, ended, "result")
         except SQLAlchemyError as exc:
             logger.error("audit: cannot record %s: %s", action, exc)
+            self._count_failure(action, "result")
             raise AuditUnavailable(action, performed=intent) from exc
 
     async def call(
@@ -299,106 +327,80 @@ class AuditLog:
         more = len(rows) > limit
         return AuditPage(records, records[-1].id if more and records else None)
 
+    def _declare(self, action: str, intent: bool) -> None:
+        self._declared.add((action, intent))
+        if self.metrics is not None:
+            stages = AUDIT_WRITE_STAGES if intent else ("result", "failure_record")
+            self.metrics.declare_audit_action(action, stages)
+
+    def _count_failure(self, action: str, stage: str) -> None:
+        if self.metrics is not None:
+            self.metrics.audit_write_failures.labels(action, stage).inc()
+
     def _insert(self, values: Mapping[str, Any], outcome: str) -> int:
+        started = time.perf_counter()
         with self.engine.begin() as connection:
             result = connection.execute(
                 insert(audit_events).values(**values, outcome=outcome, status=None)
             )
             (row_id,) = result.inserted_primary_key or (None,)
+        self._observe("intent", started)
         if row_id is None:  # pragma: no cover - every dialect here returns the id
             raise RuntimeError("the database did not return the new audit row's id")
         return int(row_id)
 
     def _write_end(
-        self, values: Mapping[str, Any], row_id: int | None, ended: Mapping[str, Any]
+        self,
+        values: Mapping[str, Any],
+        row_id: int | None,
+        ended: Mapping[str, Any],
+        stage: str,
     ) -> None:
+        started = time.perf_counter()
         with self.engine.begin() as connection:
             if row_id is None:
                 connection.execute(insert(audit_events).values(**values, **ended))
-                return
-            result = connection.execute(
-                update(audit_events).where(audit_events.c.id == row_id).values(**ended)
-            )
-            if result.rowcount != 1:
-                raise _RowMissing(f"audit row {row_id} is gone")
+            else:
+                result = connection.execute(
+                    update(audit_events).where(audit_events.c.id == row_id).values(**ended)
+                )
+                if result.rowcount != 1:
+                    raise _RowMissing(f"audit row {row_id} is gone")
+        self._observe(stage, started)
+
+    def _observe(self, stage: str, started: float) -> None:
+        """Time one committed write, in the worker thread that made it."""
+        if self._write_seconds:
+            self._write_seconds[stage].observe(time.perf_counter() - started)
 
     async def _record_failure(
         self, entry: AuditEntry, row_id: int | None, ended: Mapping[str, Any]
     ) -> None:
+        action = entry.values["action"]
         try:
-            await run_in_threadpool(self._write_end, entry.values, row_id, ended)
+            await run_in_threadpool(self._write_end, entry.values, row_id, ended, "failure_record")
         except SQLAlchemyError as exc:
             logger.error(
                 "audit: cannot record the failure of %s (%s %s): %s",
-                entry.values["action"],
+                action,
                 ended["status"],
                 ended["outcome"],
                 exc,
             )
+            self._count_failure(action, "failure_record")
+
+
+def _writes_intent(action: str) -> bool:
+    """Whether ``action`` is recorded before it acts by default: it changes the server's state."""
+    return action.startswith("admin.")
 
 
 class _RowMissing(SQLAlchemyError):
     """The row written at the start of an action is no longer there to complete."""
 
 
-def _create_tables(engine: Engine, attempts: int = 5) -> None:
-    """Create the table and its indexes unless they exist, however many workers start at once.
-
-    gunicorn starts its workers together. On a new SQLite file, one worker switching it to
-    WAL holds a lock that fails the others' connections at once (busy_timeout does not
-    cover it), and another may create the table between this one's check and its CREATE.
-    Either is over in moments: the next attempt finds the table and creates nothing.
-    """
-    for attempt in range(1, attempts + 1):
-        try:
-            metadata.create_all(engine)
-            return
-        except DatabaseError:
-            if attempt == attempts:
-                raise
-            time.sleep(0.2 * attempt)
-
-
-async def _answer_to(request: Request, exc: Exception) -> tuple[int, str, Any]:
-    """The status, problem slug and body the app's exception handlers answer ``exc`` with.
-
-    Asking the handlers themselves keeps the audit trail equal to what the client saw,
-    for every error type any module registers. The catch-all ``Exception`` handler is not
-    called (it logs the traceback, which the server does once anyway): that is a 500.
-    """
-    handlers: Mapping[Any, Any] = request.app.exception_handlers
-    handler = None
-    if isinstance(exc, StarletteHTTPException):
-        handler = handlers.get(exc.status_code)
-    if handler is None:
-        handler = next(
-            (
-                handlers[kind]
-                for kind in type(exc).__mro__
-                if kind in handlers and kind not in (Exception, BaseException)
-            ),
-            None,
-        )
-    if handler is None:
-        return 500, "internal-error", {"exception": f"{type(exc).__name__}: {exc}"}
-    try:
-        response = handler(request, exc)
-        if inspect.isawaitable(response):
-            response = await response
-        body = json.loads(bytes(response.body))
-    except Exception:  # a handler that cannot answer: the server's 500 follows
-        logger.exception("audit: the exception handler for %s failed", type(exc).__name__)
-        return 500, "internal-error", {"exception": f"{type(exc).__name__}: {exc}"}
-    status = int(response.status_code)
-    problem_type = body.get("type") if isinstance(body, dict) else None
-    if isinstance(problem_type, str) and problem_type.startswith("/problems/"):
-        slug = problem_type.removeprefix("/problems/")
-    else:
-        slug = HTTPStatus(status).phrase.lower().replace(" ", "-")
-    return status, slug, body
-
-
 __all__ = [
+    "KNOWN_ACTIONS",
     "AuditEntry",
     "AuditLog",
     "AuditPage",

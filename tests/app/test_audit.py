@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -28,6 +29,7 @@ import pytest
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
 from sqlalchemy import insert
 
@@ -35,7 +37,7 @@ from app.api.deps import AuditDep
 from app.core.config import ApiKey, AuditSettings, Settings
 from app.core.security import DEV_PRINCIPAL_ID, hash_key
 from app.main import create_app
-from app.services.audit import AuditLog, audit_events
+from app.services.audit import KNOWN_ACTIONS, AuditLog, audit_events
 from app.services.errors import UnknownTicker
 from tests.training.synthetic import build_model_store
 
@@ -81,6 +83,24 @@ def _rows(db: Path, where: str = "1 = 1", *params: Any) -> list[dict[str, Any]]:
 
 def _by_request(db: Path, request_id: str) -> list[dict[str, Any]]:
     return _rows(db, "request_id = ?", request_id)
+
+
+FAILURES_TOTAL = "quantserve_audit_write_failures_total"
+WRITES = "quantserve_audit_write_seconds_count"
+
+
+def _samples(client: TestClient, name: str, **match: str) -> dict[tuple[str, ...], float]:
+    """The samples ``name`` has at ``/metrics`` (with the labels in ``match``), by the
+    values of their other labels in name order: ``(action, stage)``, or ``(stage,)``."""
+    text = client.get("/metrics").text
+    return {
+        tuple(value for label, value in sorted(sample.labels.items()) if label not in match): (
+            sample.value
+        )
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and match.items() <= sample.labels.items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -222,6 +242,11 @@ def test_no_success_is_answered_without_a_committed_row(
     db = empty_root / "audit.db"
     with _client(empty_root) as client:
         assert client.post(OPTIMIZE, json={"tickers": OWN_TICKERS, **OWN_MOMENTS}).is_success
+        # A success counts no failure: every series is declared, and 0; its write is timed.
+        optimize = partial(_samples, client, FAILURES_TOTAL, action="portfolios.optimize")
+        assert optimize() == {("failure_record",): 0.0, ("result",): 0.0}
+        assert set(_samples(client, FAILURES_TOTAL).values()) == {0.0}
+        assert _samples(client, WRITES) == {("intent",): 0, ("result",): 1, ("failure_record",): 0}
         with closing(sqlite3.connect(db)) as connection:
             connection.execute("DROP TABLE audit_events")
 
@@ -233,6 +258,7 @@ def test_no_success_is_answered_without_a_committed_row(
         assert problem["type"] == "/problems/audit-unavailable"
         assert (problem["action"], problem["performed"]) == ("portfolios.optimize", False)
         assert "weights" not in problem
+        assert optimize() == {("failure_record",): 0.0, ("result",): 1.0}
 
         # A failure is still answered as itself (it claims no success), and logged.
         with caplog.at_level(logging.ERROR, logger="app.services.audit"):
@@ -242,6 +268,15 @@ def test_no_success_is_answered_without_a_committed_row(
             )
         assert infeasible.status_code == 422
         assert any("cannot record the failure" in r.getMessage() for r in caplog.records)
+        assert optimize() == {("failure_record",): 1.0, ("result",): 1.0}
+        # Only the action that failed is counted, and no failed write is timed.
+        others = _samples(client, FAILURES_TOTAL)
+        del (
+            others[("portfolios.optimize", "result")],
+            others[("portfolios.optimize", "failure_record")],
+        )
+        assert set(others.values()) == {0.0}
+        assert _samples(client, WRITES) == {("intent",): 0, ("result",): 1, ("failure_record",): 0}
 
 
 def _state_changing_router(done: list[str], db: Path) -> APIRouter:
@@ -267,9 +302,13 @@ def test_a_state_change_is_recorded_before_it_is_made(empty_root: Path) -> None:
     client = _client(empty_root)
     client.app.include_router(_state_changing_router(done, db))  # type: ignore[attr-defined]
     with client:
+        flip = partial(_samples, client, FAILURES_TOTAL, action="admin.flip")
+        assert flip() == {}  # an action the log does not know yet
         ok = client.post("/test/admin/flip")
         assert ok.status_code == 200
         assert done == ["started"]
+        # Declared at its first use, with the three writes a state change makes.
+        assert flip() == {("failure_record",): 0.0, ("intent",): 0.0, ("result",): 0.0}
         (row,) = _by_request(db, ok.headers["X-Request-ID"])
         assert (row["status"], row["outcome"], row["outputs"]) == (200, "success", {"state": "on"})
 
@@ -290,6 +329,7 @@ def test_a_state_change_is_recorded_before_it_is_made(empty_root: Path) -> None:
         assert refused.json()["performed"] is False
         assert done == []
         assert _by_request(db, refused.headers["X-Request-ID"]) == []
+        assert flip() == {("failure_record",): 0.0, ("intent",): 1.0, ("result",): 0.0}
 
         # The outcome cannot be written: the action happened, its row still says started.
         with closing(sqlite3.connect(db)) as connection:
@@ -305,6 +345,26 @@ def test_a_state_change_is_recorded_before_it_is_made(empty_root: Path) -> None:
         assert done == ["started"]
         (row,) = _by_request(db, half.headers["X-Request-ID"])
         assert (row["status"], row["outcome"]) == (None, "started")
+        assert flip() == {("failure_record",): 0.0, ("intent",): 1.0, ("result",): 1.0}
+        # Committed writes: the starts of ok, conflict and half; the ends of ok and conflict.
+        assert _samples(client, WRITES) == {("intent",): 3, ("result",): 1, ("failure_record",): 1}
+
+
+def test_every_route_action_is_declared_at_zero_from_the_start(empty_root: Path) -> None:
+    # The actions the routes record, read from their source: a new one must join
+    # KNOWN_ACTIONS, or its first failed write would be a series born at 1, which an
+    # alert on increase() does not see.
+    routes = "\n".join(p.read_text() for p in (ROOT / "app" / "api" / "routes").glob("*.py"))
+    used = set(re.findall(r"audit\.(?:action|call)\(\s*request,\s*\"([^\"]+)\"", routes))
+    assert len(used) >= 5
+    assert used <= set(KNOWN_ACTIONS), used - set(KNOWN_ACTIONS)
+    with _client(empty_root) as client:
+        failures = _samples(client, FAILURES_TOTAL)
+    admin = {a for a in KNOWN_ACTIONS if a.startswith("admin.")}
+    assert failures == {
+        **{(a, "intent"): 0.0 for a in admin},
+        **{(a, s): 0.0 for a in KNOWN_ACTIONS for s in ("result", "failure_record")},
+    }
 
 
 class BacktestRequest(BaseModel):

@@ -55,6 +55,7 @@ def test_the_dashboard_covers_the_operations_topics(dashboard: dict[str, Any]) -
         "quantserve_feature_drift_psi",  # drift
         "quantserve_optimizer_solves_total",  # optimizer outcomes
         "quantserve_pipeline_quarantined_rows",
+        "quantserve_audit_write_failures_total",  # the audit trail cannot be written
     ):
         assert needed in exprs, needed
 

@@ -96,6 +96,7 @@ def test_every_alert_has_a_unit_test_and_the_issue_s_alerts_exist() -> None:
         "QuantserveOptimizerFailureRate",
         "QuantserveFeatureDrift",
         "QuantservePipelineQuarantineRatio",
+        "QuantserveAuditWriteFailing",
     } <= tested
     for name, rule in _alerts().items():
         assert rule["labels"]["severity"] in {"critical", "warning"}, name

@@ -232,6 +232,24 @@ def test_http_and_optimizer_series_count_every_request_over_both_workers(stack: 
     assert _value(solve_count) == 2
 
 
+def test_audit_series_time_each_recorded_optimization_and_count_no_failure(
+    stack: Stack,
+) -> None:
+    # Every worker declares each known action's failure series at 0 when it starts, so
+    # the alert sees even a first failure; the two optimizations were each one write.
+    failures = _eventually(stack, "quantserve_audit_write_failures_total")
+    by_labels = {(f["metric"]["action"], f["metric"]["stage"]): _value(f) for f in failures}
+    assert ("portfolios.optimize", "result") in by_labels
+    assert ("admin.promote", "intent") in by_labels
+    assert set(by_labels.values()) == {0}
+    writes = stack.prometheus.query("quantserve_audit_write_seconds_count")
+    assert {w["metric"]["stage"]: _value(w) for w in writes} == {
+        "intent": 0,
+        "result": 2,
+        "failure_record": 0,
+    }
+
+
 def test_no_series_has_a_high_cardinality_label(stack: Stack) -> None:
     series = stack.prometheus.series('{__name__=~"quantserve_.+"}')
     assert len(series) > 50
@@ -253,6 +271,7 @@ def test_no_series_has_a_high_cardinality_label(stack: Stack) -> None:
         "outcome",
         "feature",
         "step",
+        "action",
     }
     assert not {s.get("handler") for s in series} & {f"/v1/forecasts/{t}" for t in PIPELINE_TICKERS}
 
