@@ -1,0 +1,168 @@
+"""The work behind the ``quantserve`` pipeline commands: Spark sessions, training, promotion.
+
+Each step imports its Spark or TensorFlow code when it runs, so that ``quantserve
+--help``, ``quantserve keys`` and ``quantserve serve`` start without loading either.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from app._cli_output import console, run_step
+from app.core.config import Settings
+
+
+def features_step(settings: Settings) -> dict[str, Any]:
+    """Compute the features of ``data/raw/`` with Spark; returns the features manifest."""
+    from training.features import run_features_job
+    from training.spark import build_spark_session
+
+    data_manifest_path = settings.raw_dir / "manifest.json"
+    data_manifest = (
+        json.loads(data_manifest_path.read_text()) if data_manifest_path.is_file() else {}
+    )
+    spark = build_spark_session(
+        settings.spark.master,
+        settings.spark.app_name,
+        driver_memory=settings.spark.driver_memory,
+        shuffle_partitions=settings.spark.shuffle_partitions,
+    )
+    try:
+        return run_features_job(
+            spark,
+            settings.raw_dir / "prices.parquet",
+            settings.features_dir,
+            benchmark=data_manifest.get("benchmark"),
+            input_manifest_sha256=data_manifest.get("prices_sha256"),
+        )
+    finally:
+        spark.stop()
+
+
+def train_step(settings: Settings) -> Any:
+    """Train on the features and export a new model version."""
+    from training.features import load_features
+    from training.train import load_training_inputs, train_and_export
+
+    data_manifest, features_manifest, quality = load_training_inputs(settings.data_dir)
+    return train_and_export(
+        load_features(settings.features_dir),
+        settings.models_dir,
+        settings.model_name,
+        settings.training,
+        data_manifest=data_manifest,
+        features_manifest=features_manifest,
+        quality_report=quality,
+    )
+
+
+def promote_step(settings: Settings, version: int) -> None:
+    """Register ``version`` and promote it if it beats production; print the decision."""
+    from training.features import load_features
+    from training.promotion import register_and_maybe_promote
+
+    decision = run_step(
+        "promotion",
+        lambda: register_and_maybe_promote(
+            load_features(settings.features_dir),
+            settings.models_dir / settings.model_name,
+            version,
+        ),
+    )
+    console.print(decision.describe())
+
+
+def evaluate_step(
+    settings: Settings,
+    first_year: int,
+    last_year: int | None,
+    refit_every: int,
+    epochs: int,
+    garch: bool,
+    in_process: bool,
+) -> dict[str, Any]:
+    """Walk-forward evaluation of the serving version; writes ``<version>/evaluation/``."""
+    from app.services.model_registry import serving_version
+    from training.evaluation import (
+        WalkForwardConfig,
+        compute_metrics,
+        run_walk_forward,
+        write_evaluation,
+    )
+    from training.model_store import read_metadata
+    from training.spark import build_spark_session
+
+    version = serving_version(settings.models_dir, settings.model_name)
+    version_dir = settings.models_dir / settings.model_name / str(version)
+    metadata = read_metadata(version_dir)
+    config = WalkForwardConfig(
+        first_test_year=first_year,
+        last_test_year=last_year,
+        refit_every_years=refit_every,
+        training=settings.training.model_copy(
+            update={"epochs": epochs, "lookback_days": metadata["lookback_days"]}
+        ),
+        garch=garch,
+    )
+    started = time.perf_counter()
+    spark = (
+        None
+        if in_process
+        else build_spark_session(
+            settings.spark.master, "quantserve-evaluate", driver_memory=settings.spark.driver_memory
+        )
+    )
+    try:
+        predictions = run_walk_forward(spark, settings.features_dir, config)
+    finally:
+        if spark is not None:
+            spark.stop()
+    metrics = compute_metrics(predictions)
+    dates = predictions["date"]
+    context = {
+        "model": settings.model_name,
+        "version": version,
+        "test_start": str(dates.min().date()),
+        "test_end": str(dates.max().date()),
+        "refits": int(predictions["refit_train_end"].nunique()),
+        "refit_every_years": refit_every,
+        "purge_days": config.purge_days,
+        "tickers": int(predictions["ticker"].nunique()),
+        "training": config.training.model_dump(),
+        "garch": garch,
+        "spark_master": "in-process" if in_process else settings.spark.master,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    write_evaluation(
+        version_dir / "evaluation",
+        predictions,
+        metrics,
+        context,
+        training_history=metadata.get("training"),
+    )
+    console.print(f"wrote {version_dir / 'evaluation'} in {context['seconds']} s")
+    return metrics
+
+
+def challenger_step(settings: Settings) -> tuple[int, Path]:
+    """Train the Spark ML GBT challenger; returns its version and folder."""
+    from training.challenger import train_and_save_challenger
+    from training.spark import build_spark_session
+
+    manifest_path = settings.features_dir / "_manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    spark = build_spark_session(
+        settings.spark.master, "quantserve-challenger", driver_memory=settings.spark.driver_memory
+    )
+    try:
+        return train_and_save_challenger(
+            spark,
+            settings.features_dir,
+            settings.models_dir,
+            {key: manifest.get(key) for key in ("input_sha256", "feature_code_version")},
+        )
+    finally:
+        spark.stop()
