@@ -63,7 +63,85 @@ class InvalidProblem(OptimizerError, ValueError):
 
 
 class NoPositiveExcessReturn(InvalidProblem):
-    """Max Sharpe is undefined: no allowed portfolio beats the risk-free rate."""
+    """Max Sharpe is undefined: no allowed portfolio beats the risk-free rate.
+
+    When not even the asset with the highest expected return beats the rate
+    (:meth:`no_asset_beats`), the error says which asset that is: ``best_asset`` is its
+    position, ``best_expected_return`` its expected return and ``risk_free_rate`` the
+    rate. The optimizer knows assets only by position, so its message says
+    ``asset <position>``; :meth:`with_asset_names` gives the same error naming the asset
+    by the caller's label (the API's ticker), in the message and in
+    ``best_asset_name``. When some asset does beat the rate but the constraints or the
+    transaction costs keep every allowed portfolio at or below it, these are ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        best_asset: int | None = None,
+        best_asset_name: str | None = None,
+        best_expected_return: float | None = None,
+        risk_free_rate: float | None = None,
+        status: str | None = None,
+        constraints: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message, status=status, constraints=constraints)
+        self.best_asset = best_asset
+        self.best_asset_name = best_asset_name
+        self.best_expected_return = best_expected_return
+        self.risk_free_rate = risk_free_rate
+
+    @classmethod
+    def no_asset_beats(
+        cls,
+        risk_free_rate: float,
+        best_asset: int,
+        best_expected_return: float,
+        best_asset_name: str | None = None,
+    ) -> NoPositiveExcessReturn:
+        """The error for expected returns that are all at or below ``risk_free_rate``.
+
+        Parameters
+        ----------
+        risk_free_rate : float
+        best_asset : int
+            Position of the asset with the highest expected return.
+        best_expected_return : float
+            Its expected return.
+        best_asset_name : str or None, optional
+            Its label; the message says ``asset <best_asset>`` without one.
+        """
+        name = f"asset {best_asset}" if best_asset_name is None else best_asset_name
+        return cls(
+            "max Sharpe is undefined: no asset's expected return exceeds the risk-free rate "
+            f"{risk_free_rate:g} (the highest is {best_expected_return:.6g}, {name}), so no "
+            "portfolio has a positive Sharpe ratio. Use the min_variance objective, or a "
+            "lower risk_free_rate.",
+            best_asset=best_asset,
+            best_asset_name=best_asset_name,
+            best_expected_return=best_expected_return,
+            risk_free_rate=risk_free_rate,
+        )
+
+    def with_asset_names(self, names: Sequence[str]) -> NoPositiveExcessReturn:
+        """This error naming the best asset ``names[best_asset]``; itself when none is named.
+
+        Parameters
+        ----------
+        names : sequence of str
+            One label per asset, in the order of the problem's assets (e.g. tickers).
+        """
+        if self.best_asset is None:
+            return self
+        assert self.best_expected_return is not None
+        assert self.risk_free_rate is not None
+        return self.no_asset_beats(
+            self.risk_free_rate,
+            self.best_asset,
+            self.best_expected_return,
+            best_asset_name=names[self.best_asset],
+        )
 
 
 class ProgramInfeasible(OptimizerError):

@@ -265,18 +265,12 @@ class MaxSharpe(Objective):
         top = int(np.argmax(data.expected_returns))
         highest = float(data.expected_returns[top])
         if highest <= self.risk_free_rate:
-            reason = (
-                f"no asset's expected return exceeds the risk-free rate {self.risk_free_rate:g} "
-                f"(the highest is {highest:.6g}, asset {top})"
-            )
-        else:
-            reason = (
-                f"the best portfolio the weight bounds allow returns {best:.6g}, not more "
-                f"than the risk-free rate {self.risk_free_rate:g}"
-            )
+            raise NoPositiveExcessReturn.no_asset_beats(self.risk_free_rate, top, highest)
         raise NoPositiveExcessReturn(
-            f"max Sharpe is undefined: {reason}, so no portfolio has a positive Sharpe "
-            "ratio. Use the min_variance objective, or a lower risk_free_rate.",
+            f"max Sharpe is undefined: the best portfolio the weight bounds allow returns "
+            f"{best:.6g}, not more than the risk-free rate {self.risk_free_rate:g}, so no "
+            "portfolio has a positive Sharpe ratio. Use the min_variance objective, or a "
+            "lower risk_free_rate.",
         )
 
     def compile(self, context: CompileContext) -> CompiledObjective:

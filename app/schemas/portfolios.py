@@ -241,8 +241,25 @@ def _mismatch(field: str, given: dict[str, float], tickers: list[str]) -> str:
     )
 
 
+OBJECTIVE_FIELDS: dict[str, Objective] = {
+    "risk_aversion": Objective.MEAN_VARIANCE,
+    "target_return": Objective.EFFICIENT_RETURN,
+    "target_volatility": Objective.EFFICIENT_RISK,
+    "risk_budgets": Objective.RISK_BUDGETING,
+    "cvar_alpha": Objective.MIN_CVAR,
+    "linkage": Objective.HRP,
+}
+"""The fields of ``OptimizeRequest`` that one objective alone reads, and that objective."""
+
+
 class OptimizeRequest(PortfolioInputs):
-    """An allocation over ``tickers``, from the model's forecasts or your own inputs."""
+    """An allocation over ``tickers``, from the model's forecasts or your own inputs.
+
+    The fields of one objective (risk_aversion, target_return, target_volatility,
+    risk_budgets, cvar_alpha, linkage) sent with another objective are refused (422)
+    rather than ignored, unless null or their default: a client that sends them expects
+    a result it would not get.
+    """
 
     model_config = ConfigDict(
         extra="forbid",
@@ -282,6 +299,9 @@ class OptimizeRequest(PortfolioInputs):
 
     @model_validator(mode="after")
     def _check_objective(self) -> Self:
+        misplaced = self._fields_of_other_objectives()
+        if misplaced:
+            raise ValueError(_misplaced(misplaced, self.objective))
         if self.objective is Objective.EFFICIENT_RETURN and self.target_return is None:
             raise ValueError("objective 'efficient_return' needs target_return")
         if self.objective is Objective.EFFICIENT_RISK and self.target_volatility is None:
@@ -289,6 +309,38 @@ class OptimizeRequest(PortfolioInputs):
         if self.risk_budgets is not None and set(self.risk_budgets) != set(self.tickers):
             raise ValueError(_mismatch("risk_budgets", self.risk_budgets, self.tickers))
         return self
+
+    def _fields_of_other_objectives(self) -> list[str]:
+        """Fields sent for an objective other than ``objective``, which would ignore them.
+
+        ``null`` and a field's default count as not sent: they ask for nothing, and a
+        request echoed back in full (the audit trail records every field, defaults
+        included) must still validate.
+        """
+        fields = type(self).model_fields
+        return [
+            name
+            for name, objective in OBJECTIVE_FIELDS.items()
+            if objective is not self.objective
+            and getattr(self, name) not in (None, fields[name].default)
+        ]
+
+
+def _misplaced(fields: list[str], objective: Objective) -> str:
+    """Which objective each field belongs to, and how to fix the request."""
+    first, *others = fields
+    parts = [f"{first} applies only to objective '{OBJECTIVE_FIELDS[first]}'"]
+    parts += [f"{field} only to '{OBJECTIVE_FIELDS[field]}'" for field in others]
+    listed = parts[0] if not others else f"{', '.join(parts[:-1])} and {parts[-1]}"
+    if others:
+        return (
+            f"{listed}; objective '{objective}' would ignore them: remove them, or set "
+            "objective to the one you meant"
+        )
+    return (
+        f"{listed}; objective '{objective}' would ignore it: remove it, or set objective "
+        f"to '{OBJECTIVE_FIELDS[first]}'"
+    )
 
 
 class FrontierRequest(PortfolioInputs):

@@ -64,6 +64,7 @@ from optimizer import (
     MeanVariance,
     MinCVaR,
     MinVariance,
+    NoPositiveExcessReturn,
     Objective,
     PCAFactorModel,
     PortfolioOptimizer,
@@ -155,12 +156,19 @@ class PortfolioService:
     def optimize(self, request: OptimizeRequest, risk_free_rate: float) -> Allocation:
         """Solve ``request``; ``risk_free_rate`` is in the units of the expected returns."""
         market = self.market_inputs(request)
-        result = self.optimizer.solve(
-            _objective(request, risk_free_rate),
-            _constraints(request.constraints, request.tickers),
-            market.data,
-            risk_free_rate=risk_free_rate,
-        )
+        try:
+            result = self.optimizer.solve(
+                _objective(request, risk_free_rate),
+                _constraints(request.constraints, request.tickers),
+                market.data,
+                risk_free_rate=risk_free_rate,
+            )
+        except NoPositiveExcessReturn as exc:
+            # The optimizer knows assets by position; the client knows them by ticker.
+            named = exc.with_asset_names(request.tickers)
+            if named is exc:
+                raise
+            raise named from exc
         return Allocation(result, market)
 
     def frontier(self, request: FrontierRequest, risk_free_rate: float) -> Frontier:
@@ -358,6 +366,8 @@ def _costs(request: PortfolioInputs) -> FloatArray | None:
 
 
 def _objective(request: OptimizeRequest, risk_free_rate: float) -> Objective:
+    # Each request field read here belongs to one objective; the schema refuses it with
+    # another (OBJECTIVE_FIELDS), so a new one belongs in that table too.
     match request.objective.value:
         case "max_sharpe":
             return MaxSharpe(risk_free_rate=risk_free_rate)

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from app.core.config import Settings
 from app.main import create_app
+from app.schemas.portfolios import OptimizeRequest
 
 PROBLEM = "application/problem+json"
 TICKERS = ["ALPHA", "BETA", "GAMMA", "DELTA", "EPSILON", "ZETA"]
@@ -266,6 +267,127 @@ def test_optimizer_errors_are_problems_that_say_how_to_fix_them(
         json={"tickers": TICKERS, "constraints": {"long_only": False}, **own_moments},
     )
     assert "no top" in _problem(unbounded, 422, "unbounded")["detail"]
+
+
+def test_no_positive_excess_return_names_the_best_ticker(
+    client: TestClient, own_moments: dict
+) -> None:
+    # GAMMA, third in the request, has the highest expected return; the optimizer calls
+    # it "asset 2", the client knows it as GAMMA.
+    expected = dict(zip(TICKERS, [0.02, 0.03, 0.08, 0.01, 0.05, 0.04], strict=True))
+    response = client.post(
+        "/v1/portfolios/optimize",
+        json={
+            "tickers": TICKERS,
+            "objective": "max_sharpe",
+            "risk_free_rate": 0.1,
+            "expected_returns": expected,
+            "covariance": own_moments["covariance"],
+        },
+    )
+    problem = _problem(response, 422, "no-positive-excess-return")
+    assert "(the highest is 0.08, GAMMA)" in problem["detail"], problem["detail"]
+    assert "asset 2" not in problem["detail"]
+    assert "min_variance" in problem["detail"]
+    assert problem["best_asset"] == "GAMMA"
+    assert problem["best_expected_return"] == pytest.approx(0.08)
+    assert problem["risk_free_rate"] == 0.1
+
+    # When some ticker beats the rate but the bounds keep every portfolio below it, no
+    # single ticker is to blame and none is named.
+    capped = client.post(
+        "/v1/portfolios/optimize",
+        json={
+            "tickers": TICKERS,
+            "objective": "max_sharpe",
+            "risk_free_rate": 0.07,
+            "expected_returns": expected,
+            "covariance": own_moments["covariance"],
+            "constraints": {"max_weight": 0.2},
+        },
+    )
+    problem = _problem(capped, 422, "no-positive-excess-return")
+    assert "the best portfolio the weight bounds allow" in problem["detail"]
+    assert "best_asset" not in problem
+
+
+# Each objective's own field, its objective, and another objective that would ignore it.
+MISPLACED: list[tuple[str, Any, str, str]] = [
+    ("risk_aversion", 5.0, "mean_variance", "max_sharpe"),
+    ("target_return", 0.1, "efficient_return", "min_variance"),
+    ("target_volatility", 0.2, "efficient_risk", "max_sharpe"),
+    (
+        "risk_budgets",
+        dict(zip(TICKERS, [1, 1, 2, 2, 3, 3], strict=True)),
+        "risk_budgeting",
+        "risk_parity",
+    ),
+    ("cvar_alpha", 0.9, "min_cvar", "min_variance"),
+    ("linkage", "ward", "hrp", "risk_parity"),
+]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "owner", "other"), MISPLACED, ids=[case[0] for case in MISPLACED]
+)
+def test_an_objectives_field_with_another_objective_is_refused(
+    client: TestClient, daily_returns: np.ndarray, field: str, value: Any, owner: str, other: str
+) -> None:
+    inputs = {"tickers": TICKERS, "returns": daily_returns.tolist(), "periods_per_year": 252}
+    refused = client.post(
+        "/v1/portfolios/optimize", json={**inputs, "objective": other, field: value}
+    )
+    problem = _problem(refused, 422, "invalid-request")
+    expected = (
+        f"{field} applies only to objective '{owner}'; objective '{other}' would ignore it: "
+        f"remove it, or set objective to '{owner}'"
+    )
+    assert [e["location"] for e in problem["errors"]] == ["body"]
+    assert expected in problem["errors"][0]["message"]
+    assert expected in problem["detail"]
+
+    accepted = client.post(
+        "/v1/portfolios/optimize", json={**inputs, "objective": owner, field: value}
+    )
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["objective"] == owner
+
+
+def test_every_misplaced_field_is_named_at_once(client: TestClient, own_moments: dict) -> None:
+    response = client.post(
+        "/v1/portfolios/optimize",
+        json={
+            "tickers": TICKERS,
+            **own_moments,
+            "objective": "min_variance",
+            "target_return": 0.1,
+            "cvar_alpha": 0.99,
+            "linkage": "ward",
+        },
+    )
+    message = _problem(response, 422, "invalid-request")["errors"][0]["message"]
+    assert (
+        "target_return applies only to objective 'efficient_return', cvar_alpha only to "
+        "'min_cvar' and linkage only to 'hrp'; objective 'min_variance' would ignore them"
+    ) in message
+
+
+def test_null_or_default_fields_of_other_objectives_are_accepted(
+    client: TestClient, own_moments: dict
+) -> None:
+    """They ask for nothing: a client may send every field, as the audit trail records it."""
+    first = client.post(
+        "/v1/portfolios/optimize",
+        json={"tickers": TICKERS, **own_moments, "objective": "max_sharpe"},
+    )
+    assert first.status_code == 200, first.text
+    everything = OptimizeRequest.model_validate(
+        {"tickers": TICKERS, **own_moments, "objective": "max_sharpe"}
+    ).model_dump(mode="json")
+    assert {"risk_aversion", "target_return", "cvar_alpha", "linkage"} <= set(everything)
+    again = client.post("/v1/portfolios/optimize", json=everything)
+    assert again.status_code == 200, again.text
+    assert again.json()["weights"] == pytest.approx(first.json()["weights"], abs=1e-9)
 
 
 def test_a_request_without_inputs_still_needs_the_model(client: TestClient) -> None:

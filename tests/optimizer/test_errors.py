@@ -132,6 +132,20 @@ def test_max_sharpe_without_positive_excess_return(
     assert "lower risk_free_rate" in message
     assert isinstance(caught.value, InvalidProblem)
     _assert_nothing_compiled(optimizer)
+    best = int(np.argmax(five.expected_returns))
+    error = caught.value
+    assert (error.best_asset, error.best_asset_name) == (best, None)
+    assert error.best_expected_return == pytest.approx(five.expected_returns[best])
+    assert error.risk_free_rate == risk_free_rate
+    assert f"asset {best})" in message
+    # A caller that knows the assets' names gets the same error naming the best one.
+    names = ["AAA", "BBB", "CCC", "DDD", "EEE"]
+    named = error.with_asset_names(names)
+    assert isinstance(named, NoPositiveExcessReturn)
+    assert named.best_asset_name == names[best]
+    assert f"{names[best]})" in str(named)
+    assert "asset " not in str(named)
+    assert str(named).replace(names[best], f"asset {best}") == message
 
 
 def test_max_sharpe_when_the_bounds_forbid_a_positive_excess_return(
@@ -139,13 +153,18 @@ def test_max_sharpe_when_the_bounds_forbid_a_positive_excess_return(
 ) -> None:
     # Only asset 0 beats the rate, but a cap of 0.5 forces half into the losers.
     expected_returns = np.array([0.06, 0.0, 0.0])
-    with pytest.raises(NoPositiveExcessReturn, match="the best portfolio the weight bounds allow"):
+    with pytest.raises(
+        NoPositiveExcessReturn, match="the best portfolio the weight bounds allow"
+    ) as caught:
         optimizer.optimize(
             MaxSharpe(0.04),
             [LongOnly(), WeightBounds(max_weight=0.5)],
             expected_returns,
             np.diag([0.04, 0.04, 0.04]),
         )
+    # Asset 0 does beat the rate, so no single asset is to blame, and none is named.
+    assert caught.value.best_asset is None
+    assert caught.value.with_asset_names(["A", "B", "C"]) is caught.value
 
 
 @pytest.mark.parametrize("where", ["expected_returns", "covariance"])
