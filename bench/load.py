@@ -305,9 +305,6 @@ def main() -> None:
         workdir = Path(tmp)
         quantserve_env = {
             "QUANTSERVE_API_KEYS": json.dumps(api_keys),
-            # Lets the server start before API keys were supported; with keys set, it
-            # changes nothing (auth_enforced below says whether keys are checked).
-            "QUANTSERVE_DEV_MODE": "1",
             "QUANTSERVE_LIMITS__RATE_PER_SECOND": str(rate),
             "QUANTSERVE_LIMITS__BURST": str(rate),
             "QUANTSERVE_AUDIT__URL": f"sqlite:///{workdir / 'audit.db'}",

@@ -14,7 +14,12 @@ this schema as its base revision.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -98,6 +103,53 @@ audit_events = Table(
     Index("ix_audit_events_action_id", "action", "id"),
     sqlite_autoincrement=True,
 )
+
+
+class WriteTurns:
+    """Writers to one SQLite file take turns here, not in SQLite's busy handler.
+
+    Two gunicorn workers committing to one file collide on SQLite's write lock, and the
+    loser's busy handler sleeps in growing steps (1, 2, 5 ... 100 ms) rather than waking
+    when the lock is free: with ``synchronous=FULL`` (an fsync per commit) that put the
+    p99 of an optimize at 0.3-1 s with two workers. Here a thread lock orders the
+    threads of one process and ``flock`` on ``<database>.lock`` the processes; the kernel
+    wakes the next writer as soon as the last one is done. Other databases (PostgreSQL)
+    take no turns: they lock rows, not the whole database.
+    """
+
+    def __init__(self, database: Path | None) -> None:
+        self._threads = threading.Lock()
+        self._fd: int | None = None
+        if database is not None:
+            lock_file = database.with_name(database.name + ".lock")
+            self._fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Hold the write turn for one transaction."""
+        if self._fd is None:
+            yield
+            return
+        with self._threads:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Release the lock file's descriptor."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def write_turns_for(url: str) -> WriteTurns:
+    """The write turns of the database at ``url``: per file for SQLite, none otherwise."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.query.get("uri"):
+        return WriteTurns(None)
+    return WriteTurns(Path(parsed.database or ""))
 
 
 def create_audit_engine(url: str) -> Engine:

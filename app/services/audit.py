@@ -53,7 +53,13 @@ from starlette.concurrency import run_in_threadpool
 from app.core.logging import request_id_var
 from app.core.metrics import AUDIT_WRITE_STAGES, ServiceMetrics
 from app.services._audit_answer import answer_to
-from app.services._audit_table import audit_events, create_audit_engine, create_tables
+from app.services._audit_table import (
+    WriteTurns,
+    audit_events,
+    create_audit_engine,
+    create_tables,
+    write_turns_for,
+)
 from app.services.errors import ServiceError
 
 logger = logging.getLogger(__name__)
@@ -168,9 +174,15 @@ class AuditEntry:
 class AuditLog:
     """Records actions in the ``audit_events`` table and reads them back."""
 
-    def __init__(self, engine: Engine, metrics: ServiceMetrics | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        metrics: ServiceMetrics | None = None,
+        turns: WriteTurns | None = None,
+    ) -> None:
         self.engine = engine
         self.metrics = metrics
+        self._turns = turns or WriteTurns(None)
         self._write_seconds = (
             {stage: metrics.audit_write_seconds.labels(stage) for stage in AUDIT_WRITE_STAGES}
             if metrics is not None
@@ -194,6 +206,7 @@ class AuditLog:
         try:
             engine = create_audit_engine(url)
             create_tables(engine)
+            turns = write_turns_for(url)
         except (ImportError, OSError, SQLAlchemyError) as exc:
             shown = make_url(url).render_as_string(hide_password=True)
             raise RuntimeError(
@@ -201,11 +214,12 @@ class AuditLog:
                 "optimize and admin action there and does not start without it: make the "
                 "location writable, or point audit.url (QUANTSERVE_AUDIT__URL) elsewhere."
             ) from exc
-        return cls(engine, metrics)
+        return cls(engine, metrics, turns)
 
     def close(self) -> None:
         """Close the pooled connections."""
         self.engine.dispose()
+        self._turns.close()
 
     @asynccontextmanager
     async def action(
@@ -339,7 +353,7 @@ class AuditLog:
 
     def _insert(self, values: Mapping[str, Any], outcome: str) -> int:
         started = time.perf_counter()
-        with self.engine.begin() as connection:
+        with self._turns.turn(), self.engine.begin() as connection:
             result = connection.execute(
                 insert(audit_events).values(**values, outcome=outcome, status=None)
             )
@@ -357,7 +371,7 @@ class AuditLog:
         stage: str,
     ) -> None:
         started = time.perf_counter()
-        with self.engine.begin() as connection:
+        with self._turns.turn(), self.engine.begin() as connection:
             if row_id is None:
                 connection.execute(insert(audit_events).values(**values, **ended))
             else:

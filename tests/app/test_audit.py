@@ -37,6 +37,7 @@ from app.api.deps import AuditDep
 from app.core.config import ApiKey, AuditSettings, Settings
 from app.core.security import DEV_PRINCIPAL_ID, hash_key
 from app.main import create_app
+from app.services._audit_table import write_turns_for
 from app.services.audit import KNOWN_ACTIONS, AuditLog, audit_events
 from app.services.errors import UnknownTicker
 from tests.training.synthetic import build_model_store
@@ -616,3 +617,37 @@ def test_an_unusable_location_stops_the_start_with_a_clear_message(tmp_path: Pat
     with pytest.raises(RuntimeError, match=r"postgresql\+psycopg://quant:\*\*\*@") as caught:
         AuditLog.open("postgresql+psycopg://quant:s3cret@localhost:1/audit")
     assert "s3cret" not in str(caught.value)
+
+
+def test_writers_to_one_file_take_turns_across_descriptors(tmp_path: Path) -> None:
+    # Two WriteTurns on one file stand for two worker processes: each has its own open
+    # file description, so flock orders them as it orders processes.
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    first, second = write_turns_for(url), write_turns_for(url)
+    events: list[str] = []
+    holding = threading.Event()
+
+    def hold() -> None:
+        with first.turn():
+            events.append("first in")
+            holding.set()
+            time.sleep(0.3)
+            events.append("first out")
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(5)
+    with second.turn():
+        events.append("second in")
+    holder.join()
+    first.close()
+    second.close()
+
+    assert events == ["first in", "first out", "second in"]
+    assert (tmp_path / "audit.db.lock").exists()
+
+
+def test_other_databases_take_no_turns() -> None:
+    turns = write_turns_for("postgresql+psycopg://quantserve@db.invalid/quantserve")
+    with turns.turn(), turns.turn():  # re-entrant because it holds nothing
+        pass
