@@ -1,16 +1,46 @@
-"""Bodies of ``POST /v1/portfolios/optimize`` and ``POST /v1/portfolios/frontier``."""
+"""Bodies of ``POST /v1/portfolios/optimize`` and ``POST /v1/portfolios/frontier``.
+
+The requests are defined here; the responses live in ``_portfolio_responses`` and the
+``Objective`` both name in ``_portfolio_objective``, and are re-exported from here.
+"""
 
 from __future__ import annotations
 
-from datetime import date
 from enum import StrEnum
 from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.core.config import FRONTIER_POINTS_CEILING
+from app.schemas._portfolio_objective import Objective
+from app.schemas._portfolio_responses import (
+    FrontierPoint,
+    FrontierResponse,
+    OptimizeResponse,
+    SolverReport,
+)
 from app.schemas.forecasts import MAX_TICKERS, _unique_tickers
-from app.schemas.models import ModelRef
+
+__all__ = [
+    "MAX_FRONTIER_POINTS",
+    "MAX_RETURN_ROWS",
+    "MAX_RETURN_VALUES",
+    "OBJECTIVE_FIELDS",
+    "AssetBound",
+    "Constraints",
+    "FrontierPoint",
+    "FrontierRequest",
+    "FrontierResponse",
+    "Group",
+    "Objective",
+    "OptimizeRequest",
+    "OptimizeResponse",
+    "PortfolioInputs",
+    "RiskModel",
+    "RiskModelMethod",
+    "SolverReport",
+    "TrackingErrorLimit",
+]
 
 MAX_FRONTIER_POINTS = FRONTIER_POINTS_CEILING
 """A hard ceiling on frontier points; ``limits.max_frontier_points`` (422) governs."""
@@ -20,21 +50,6 @@ MAX_RETURN_ROWS = 10_000
 
 MAX_RETURN_VALUES = 1_000_000
 """Most numbers in ``returns`` (rows x tickers) in one request."""
-
-
-class Objective(StrEnum):
-    """What the optimizer optimizes."""
-
-    MIN_VARIANCE = "min_variance"
-    MAX_SHARPE = "max_sharpe"
-    MEAN_VARIANCE = "mean_variance"
-    EFFICIENT_RETURN = "efficient_return"
-    EFFICIENT_RISK = "efficient_risk"
-    RISK_PARITY = "risk_parity"
-    RISK_BUDGETING = "risk_budgeting"
-    MAX_DIVERSIFICATION = "max_diversification"
-    MIN_CVAR = "min_cvar"
-    HRP = "hrp"
 
 
 class RiskModelMethod(StrEnum):
@@ -359,67 +374,3 @@ class FrontierRequest(PortfolioInputs):
         le=MAX_FRONTIER_POINTS,
         description="Points to return; at most limits.max_frontier_points (50 by default).",
     )
-
-
-class SolverReport(BaseModel):
-    """How the problem was solved."""
-
-    name: str
-    status: str
-    solve_time_ms: float
-    iterations: int | None
-    compiled_from_cache: bool = Field(
-        description="Whether a compiled problem was re-used (only parameter values changed)."
-    )
-
-
-class OptimizeResponse(BaseModel):
-    """Weights and the portfolio's statistics, in the units of the inputs."""
-
-    objective: Objective
-    weights: dict[str, float] = Field(description="Weight per ticker; they sum to 1.")
-    expected_return: float = Field(description="mu'w (annualised for the model's inputs).")
-    volatility: float = Field(description="sqrt(w'Sigma w).")
-    sharpe: float | None = Field(
-        description="(expected_return - transaction_cost - risk_free_rate) / volatility."
-    )
-    risk_free_rate: float
-    risk_contributions: dict[str, float] = Field(
-        description="Each ticker's share of the volatility; they sum to it."
-    )
-    turnover: float = Field(description="sum |w - current_weights|.")
-    transaction_cost: float = Field(description="Cost of the trades, in return units.")
-    diversification_ratio: float | None = Field(description="sum(w_i sigma_i) / volatility.")
-    cvar: float | None = Field(
-        description="CVaR of the returns' scenarios at cvar_alpha (a loss, per period)."
-    )
-    cvar_alpha: float | None
-    solver: SolverReport
-    inputs: Literal["model", "request"] = Field(
-        description="Whether the expected returns and covariance came from the model or "
-        "the request."
-    )
-    model: ModelRef | None = Field(description="The model version, for the model's inputs.")
-    as_of: date | None = Field(description="The forecasts' date, for the model's inputs.")
-    covariance: str = Field(description="How the covariance was formed.")
-
-
-class FrontierPoint(BaseModel):
-    """One portfolio on the frontier."""
-
-    expected_return: float
-    volatility: float
-    sharpe: float | None
-    weights: dict[str, float]
-
-
-class FrontierResponse(BaseModel):
-    """Frontier portfolios by increasing expected return (the first is min variance)."""
-
-    points: list[FrontierPoint]
-    risk_free_rate: float
-    solve_time_ms: float = Field(description="Total solver time over the points.")
-    inputs: Literal["model", "request"]
-    model: ModelRef | None
-    as_of: date | None
-    covariance: str
