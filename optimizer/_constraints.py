@@ -28,7 +28,7 @@ import cvxpy as cp
 import numpy as np
 
 from optimizer._data import ProblemData
-from optimizer._errors import InvalidProblem
+from optimizer._errors import ASSETS, InvalidProblem
 from optimizer._terms import CompileContext
 from optimizer._typing import FloatArray, ParameterValue
 
@@ -267,10 +267,11 @@ def check_jointly_feasible(constraints: Sequence[Constraint], n_assets: int) -> 
     if np.any(lower > upper):
         asset = int(np.argmax(lower - upper))
         raise InvalidProblem(
-            f"the constraints {bounding} together leave no allowed weight for asset "
-            f"{asset} (lower bound {float(lower[asset]):.6g} above upper bound "
+            f"the constraints {bounding} together leave no allowed weight for {ASSETS} "
+            f"(lower bound {float(lower[asset]):.6g} above upper bound "
             f"{float(upper[asset]):.6g}); relax one of them.",
             constraints=bounding,
+            asset_positions=[asset],
         )
     if float(np.sum(upper)) < 1.0 - _BOUND_SLACK:
         raise InvalidProblem(

@@ -14,7 +14,7 @@ from functools import cached_property
 import numpy as np
 import numpy.typing as npt
 
-from optimizer._errors import InvalidProblem
+from optimizer._errors import ASSETS, InvalidProblem
 from optimizer._typing import FloatArray
 
 _PSD_TOLERANCE = 1e-8
@@ -157,7 +157,12 @@ class FactorModel:
             )
         current = self.volatility
         if np.any(current <= 0.0):
-            raise InvalidProblem("an asset has zero modelled volatility; it cannot be rescaled.")
+            raise InvalidProblem(
+                f"the modelled volatility of {ASSETS} is zero, so the factor model cannot be "
+                "rescaled to other volatilities; remove them or check their prices for stale "
+                "data.",
+                asset_positions=np.flatnonzero(current <= 0.0).tolist(),
+            )
         ratio = target / current
         return FactorModel(
             self.loadings * ratio[:, None],

@@ -11,13 +11,17 @@ import scipy.cluster.hierarchy as sch
 from scipy.spatial.distance import squareform
 
 from optimizer._data import ProblemData
-from optimizer._errors import InvalidProblem
+from optimizer._errors import ASSETS, InvalidProblem
 from optimizer._objectives import CompiledObjective, Objective
 from optimizer._terms import CompileContext
 from optimizer._typing import FloatArray
 
 LINKAGE_METHODS = ("single", "complete", "average", "weighted", "centroid", "median", "ward")
 """scipy's linkage methods."""
+
+
+_NEGLIGIBLE_VOLATILITY = 1e-8
+"""A volatility below this fraction of the largest is zero (no real asset is that quiet)."""
 
 
 @dataclass(frozen=True)
@@ -65,11 +69,15 @@ class HierarchicalRiskParity(Objective):
                     f"correlation must be a finite {shape} matrix in asset order; got shape "
                     f"{correlation.shape}."
                 )
-        if np.any(data.asset_volatility <= 0.0):
-            asset = int(np.argmin(data.asset_volatility))
+        volatility = data.asset_volatility
+        # Relative, not == 0: a constant column's sample variance comes out as rounding
+        # noise (~1e-34), which would pass a zero test and take the whole allocation.
+        if np.any(volatility <= _NEGLIGIBLE_VOLATILITY * max(float(volatility.max()), 0.0)):
+            asset = int(np.argmin(volatility))
             raise InvalidProblem(
-                f"asset {asset} has zero variance: its correlations, and so the clustering, "
-                "are undefined; remove it."
+                f"{ASSETS} has zero variance: its correlations, and so the clustering, are "
+                "undefined; remove it.",
+                asset_positions=[asset],
             )
 
     def allocate(self, data: ProblemData) -> FloatArray:

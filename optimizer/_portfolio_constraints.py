@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from optimizer._constraints import Budget, CompiledConstraint, Constraint, times_scale
 from optimizer._data import ProblemData
-from optimizer._errors import InvalidProblem
+from optimizer._errors import ASSETS, InvalidProblem
 from optimizer._terms import CompileContext
 from optimizer._typing import FloatArray, ParameterValue
 
@@ -89,9 +89,10 @@ class AssetBounds(Constraint):
         if np.any(lower > upper):
             asset = int(np.argmax(lower - upper))
             raise InvalidProblem(
-                f"asset {asset} has min_weight {lower[asset]:.6g} above max_weight "
+                f"{ASSETS} has min_weight {lower[asset]:.6g} above max_weight "
                 f"{upper[asset]:.6g}; make its lower bound at most its upper bound.",
                 constraints=[self.name],
+                asset_positions=[asset],
             )
 
     def weight_bounds(self, n_assets: int) -> tuple[FloatArray, FloatArray]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.covariance import LedoitWolf
 
-from optimizer._errors import InvalidProblem
+from optimizer._errors import ASSETS, InvalidProblem
 from optimizer._typing import FloatArray
 
 SYMMETRY_TOLERANCE = 1e-8
@@ -59,8 +59,9 @@ def ledoit_wolf_correlation(returns: FloatArray) -> FloatArray:
     constant = np.flatnonzero(np.ptp(returns, axis=0) == 0.0).tolist()
     if constant:
         raise InvalidProblem(
-            f"assets at columns {constant} have zero variance (constant returns), so their "
-            "correlation is undefined; remove them or check their prices for stale data."
+            f"the returns of {ASSETS} are constant (zero variance), so their correlation is "
+            "undefined; remove them or check their prices for stale data.",
+            asset_positions=constant,
         )
     covariance = LedoitWolf().fit(returns).covariance_
     volatility = np.sqrt(np.diag(covariance))

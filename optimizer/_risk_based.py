@@ -11,7 +11,7 @@ import cvxpy as cp
 import numpy as np
 
 from optimizer._data import ProblemData
-from optimizer._errors import InvalidProblem
+from optimizer._errors import ASSETS, InvalidProblem
 from optimizer._objectives import CompiledObjective, Objective
 from optimizer._terms import CompileContext
 from optimizer._typing import FloatArray
@@ -70,9 +70,10 @@ class RiskBudgeting(Objective):
         if np.any(upper <= 0.0):
             asset = int(np.argmin(upper))
             raise InvalidProblem(
-                f"risk budgeting holds every asset long, but asset {asset} has an upper "
-                f"bound of {float(upper[asset]):g}; allow it a positive weight or drop it.",
+                f"risk budgeting holds every asset long, but {ASSETS} has an upper bound "
+                f"of {float(upper[asset]):g}; allow it a positive weight or drop it.",
                 constraints=["weight_bounds"],
+                asset_positions=[asset],
             )
 
     def compile(self, context: CompileContext) -> CompiledObjective:

@@ -240,8 +240,11 @@ async def _optimizer_error(request: Request, exc: Exception) -> JSONResponse:
         extensions["solver_status"] = exc.status  # type: ignore[attr-defined]
     if getattr(exc, "constraints", None):
         extensions["constraints"] = list(exc.constraints)  # type: ignore[attr-defined]
+    if exc.asset_names is not None:
+        # The tickers the error is about, named by the portfolio service; the
+        # optimizer's bare positions are never shown, as they would mislead.
+        extensions["tickers"] = list(exc.asset_names)
     if isinstance(exc, NoPositiveExcessReturn) and exc.best_asset_name is not None:
-        # Named by the portfolio service (the ticker); a bare position would mislead.
         extensions["best_asset"] = exc.best_asset_name
         extensions["best_expected_return"] = exc.best_expected_return
         extensions["risk_free_rate"] = exc.risk_free_rate

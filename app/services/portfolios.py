@@ -23,7 +23,8 @@ Inputs come from one of two places.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -64,8 +65,8 @@ from optimizer import (
     MeanVariance,
     MinCVaR,
     MinVariance,
-    NoPositiveExcessReturn,
     Objective,
+    OptimizerError,
     PCAFactorModel,
     PortfolioOptimizer,
     PortfolioResult,
@@ -155,32 +156,27 @@ class PortfolioService:
 
     def optimize(self, request: OptimizeRequest, risk_free_rate: float) -> Allocation:
         """Solve ``request``; ``risk_free_rate`` is in the units of the expected returns."""
-        market = self.market_inputs(request)
-        try:
+        with _assets_named_by(request.tickers):
+            market = self.market_inputs(request)
             result = self.optimizer.solve(
                 _objective(request, risk_free_rate),
                 _constraints(request.constraints, request.tickers),
                 market.data,
                 risk_free_rate=risk_free_rate,
             )
-        except NoPositiveExcessReturn as exc:
-            # The optimizer knows assets by position; the client knows them by ticker.
-            named = exc.with_asset_names(request.tickers)
-            if named is exc:
-                raise
-            raise named from exc
         return Allocation(result, market)
 
     def frontier(self, request: FrontierRequest, risk_free_rate: float) -> Frontier:
         """``request.n_points`` portfolios along the efficient frontier."""
-        market = self.market_inputs(request)
-        points = efficient_frontier(
-            self.optimizer,
-            _constraints(request.constraints, request.tickers),
-            market.data,
-            n_points=request.n_points,
-            risk_free_rate=risk_free_rate,
-        )
+        with _assets_named_by(request.tickers):
+            market = self.market_inputs(request)
+            points = efficient_frontier(
+                self.optimizer,
+                _constraints(request.constraints, request.tickers),
+                market.data,
+                n_points=request.n_points,
+                risk_free_rate=risk_free_rate,
+            )
         return Frontier(points, market)
 
     def market_inputs(self, request: PortfolioInputs) -> MarketInputs:
@@ -242,7 +238,9 @@ class PortfolioService:
         do not pay for a new estimate.
         """
         canonical = tuple(sorted(tickers))
-        structure, scenarios = self._trailing(canonical, method, half_life, n_factors)
+        # The estimate's columns are in sorted order, so its errors' positions are too.
+        with _assets_named_by(canonical):
+            structure, scenarios = self._trailing(canonical, method, half_life, n_factors)
         if canonical == tickers:
             return structure, scenarios
         position = {ticker: i for i, ticker in enumerate(canonical)}
@@ -283,6 +281,23 @@ class PortfolioService:
         correlation = estimator.covariance_ / np.outer(volatility, volatility)
         np.fill_diagonal(correlation, 1.0)
         return correlation, scenarios
+
+
+@contextmanager
+def _assets_named_by(tickers: Sequence[str]) -> Iterator[None]:
+    """Re-raise an optimizer error about particular assets naming them by ticker.
+
+    The optimizer knows assets by position (``asset 2``); the client knows them by
+    ticker. ``tickers`` must be in the order of the problem's assets. An error already
+    named (by an inner block that knew a different order) passes through unchanged.
+    """
+    try:
+        yield
+    except OptimizerError as exc:
+        named = exc.with_asset_names(tickers)
+        if named is exc:
+            raise
+        raise named from exc
 
 
 def check_limits(request: PortfolioInputs, limits: LimitSettings) -> None:

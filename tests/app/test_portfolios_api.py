@@ -290,6 +290,7 @@ def test_no_positive_excess_return_names_the_best_ticker(
     assert "asset 2" not in problem["detail"]
     assert "min_variance" in problem["detail"]
     assert problem["best_asset"] == "GAMMA"
+    assert problem["tickers"] == ["GAMMA"]
     assert problem["best_expected_return"] == pytest.approx(0.08)
     assert problem["risk_free_rate"] == 0.1
 
@@ -309,6 +310,54 @@ def test_no_positive_excess_return_names_the_best_ticker(
     problem = _problem(capped, 422, "no-positive-excess-return")
     assert "the best portfolio the weight bounds allow" in problem["detail"]
     assert "best_asset" not in problem
+    assert "tickers" not in problem
+
+
+# Requests the optimizer refuses because of one ticker, GAMMA, third in the request (the
+# optimizer's "asset 2"): the endpoint, the body (over own_moments), and the detail.
+ONE_TICKER_AT_FAULT: dict[str, tuple[str, dict[str, Any], str]] = {
+    "min_weight_above_max_weight": (
+        "optimize",
+        {"constraints": {"asset_bounds": {"GAMMA": {"min_weight": 0.5, "max_weight": 0.3}}}},
+        "GAMMA has min_weight 0.5 above max_weight 0.3",
+    ),
+    "per_ticker_floor_above_the_global_cap": (
+        "frontier",
+        {"constraints": {"max_weight": 0.3, "asset_bounds": {"GAMMA": {"min_weight": 0.5}}}},
+        "GAMMA has min_weight 0.5 above max_weight 0.3",
+    ),
+    "bounds_that_leave_no_weight": (
+        "optimize",
+        {"constraints": {"asset_bounds": {"GAMMA": {"max_weight": -0.1}}}},
+        "together leave no allowed weight for GAMMA (lower bound 0 above upper bound -0.1)",
+    ),
+    "risk_budgeting_without_room_to_hold_long": (
+        "optimize",
+        {
+            "objective": "risk_budgeting",
+            "constraints": {"asset_bounds": {"GAMMA": {"max_weight": 0.0}}},
+        },
+        "risk budgeting holds every asset long, but GAMMA has an upper bound of 0",
+    ),
+    "hrp_with_zero_variance": ("optimize", {"objective": "hrp"}, "GAMMA has zero variance"),
+}
+
+
+@pytest.mark.parametrize("case", list(ONE_TICKER_AT_FAULT))
+def test_an_error_about_one_asset_names_its_ticker(
+    client: TestClient, own_moments: dict, case: str
+) -> None:
+    endpoint, fields, fragment = ONE_TICKER_AT_FAULT[case]
+    body = {"tickers": TICKERS, **own_moments, **fields}
+    if case == "hrp_with_zero_variance":
+        covariance = np.array(own_moments["covariance"])
+        covariance[2, :] = covariance[:, 2] = 0.0
+        body["covariance"] = covariance.tolist()
+    response = client.post(f"/v1/portfolios/{endpoint}", json=body)
+    problem = _problem(response, 422, "invalid-constraints")
+    assert fragment in problem["detail"], problem["detail"]
+    assert "asset 2" not in problem["detail"]
+    assert problem["tickers"] == ["GAMMA"]
 
 
 # Each objective's own field, its objective, and another objective that would ignore it.
@@ -425,3 +474,24 @@ def test_outcomes_are_labelled_so_alerts_count_only_solver_and_server_errors(
     assert solves("optimal") == before["optimal"] + 1
     assert solves("invalid_request") == before["invalid_request"] + 1
     assert solves("error") == 0.0
+
+
+def test_hrp_refuses_a_constant_asset_whose_sample_variance_is_rounding_noise(
+    client: TestClient,
+) -> None:
+    # A constant column's sample variance is not exactly 0 but ~1e-34; taken at face value
+    # HRP put the whole portfolio in it with a Sharpe ratio of ~1e16.
+    returns = np.random.default_rng(3).normal(0.0004, 0.01, size=(300, len(TICKERS)))
+    returns[:, 2] = 0.0007
+    body = {
+        "tickers": TICKERS,
+        "objective": "hrp",
+        "returns": returns.tolist(),
+        "periods_per_year": 252,
+        "risk_model": {"method": "sample"},
+    }
+    problem = _problem(
+        client.post("/v1/portfolios/optimize", json=body), 422, "invalid-constraints"
+    )
+    assert f"{TICKERS[2]} has zero variance" in problem["detail"], problem["detail"]
+    assert problem["tickers"] == [TICKERS[2]]

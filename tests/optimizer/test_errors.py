@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 import cvxpy as cp
 import numpy as np
 import pytest
 
 from optimizer import (
+    AssetBounds,
     CompiledConstraint,
     Constraint,
+    FactorModel,
+    HierarchicalRiskParity,
     InvalidProblem,
     LongOnly,
     MaxSharpe,
@@ -19,7 +22,10 @@ from optimizer import (
     NoPositiveExcessReturn,
     OptimizerError,
     PortfolioOptimizer,
+    ProgramInfeasible,
+    RiskBudgeting,
     WeightBounds,
+    ledoit_wolf_correlation,
 )
 from optimizer._constraints import check_jointly_feasible
 from tests.optimizer._markets import Market, random_market
@@ -135,6 +141,7 @@ def test_max_sharpe_without_positive_excess_return(
     best = int(np.argmax(five.expected_returns))
     error = caught.value
     assert (error.best_asset, error.best_asset_name) == (best, None)
+    assert (error.asset_positions, error.asset_names) == ((best,), None)
     assert error.best_expected_return == pytest.approx(five.expected_returns[best])
     assert error.risk_free_rate == risk_free_rate
     assert f"asset {best})" in message
@@ -143,9 +150,131 @@ def test_max_sharpe_without_positive_excess_return(
     named = error.with_asset_names(names)
     assert isinstance(named, NoPositiveExcessReturn)
     assert named.best_asset_name == names[best]
+    assert (named.best_asset, named.asset_names) == (best, (names[best],))
+    assert (named.best_expected_return, named.risk_free_rate) == (
+        error.best_expected_return,
+        risk_free_rate,
+    )
     assert f"{names[best]})" in str(named)
     assert "asset " not in str(named)
     assert str(named).replace(names[best], f"asset {best}") == message
+
+
+def test_with_asset_names_renames_a_copy_of_any_optimizer_error() -> None:
+    # Positions render as "asset 2" or "assets 1 and 3"; nothing else is substituted.
+    error = ProgramInfeasible(
+        "{assets} cannot all hold {x} at once.",
+        status="infeasible",
+        constraints=["asset_bounds"],
+        asset_positions=[1, 3, 4],
+    )
+    assert str(error) == "assets 1, 3 and 4 cannot all hold {x} at once."
+    named = error.with_asset_names(["A", "B", "C", "D", "E"])
+    assert type(named) is ProgramInfeasible
+    assert str(named) == named.message == "B, D and E cannot all hold {x} at once."
+    assert (named.asset_positions, named.asset_names) == ((1, 3, 4), ("B", "D", "E"))
+    assert (named.status, named.constraints) == ("infeasible", ["asset_bounds"])
+    # The original is left as it was, for the traceback it belongs to.
+    assert str(error) == "assets 1, 3 and 4 cannot all hold {x} at once."
+    assert error.asset_names is None
+    # Already named: callers further out, which may list the assets in another order,
+    # cannot rename it.
+    assert named.with_asset_names(["E", "D", "C", "B", "A"]) is named
+    # An error about no asset in particular has nothing to name.
+    plain = InvalidProblem("covariance is not symmetric.")
+    assert plain.with_asset_names(["A"]) is plain
+
+    # A subclass whose constructor needs more arguments keeps them.
+    class StalePrices(InvalidProblem):
+        def __init__(self, message: str, *, days: int, asset_positions: list[int]) -> None:
+            super().__init__(message, asset_positions=asset_positions)
+            self.days = days
+
+    stale = StalePrices("{assets} did not trade for 30 days.", days=30, asset_positions=[0])
+    renamed = stale.with_asset_names(["AAPL"])
+    assert isinstance(renamed, StalePrices)
+    assert (str(renamed), renamed.days) == ("AAPL did not trade for 30 days.", 30)
+
+
+def _raised(call: Callable[[], object]) -> OptimizerError:
+    with pytest.raises(OptimizerError) as caught:
+        call()
+    return caught.value
+
+
+def _per_asset_errors(optimizer: PortfolioOptimizer) -> dict[str, Callable[[], object]]:
+    """Requests the optimizer refuses because of particular assets (the positions named)."""
+    market = random_market(5, seed=3)
+    mu, sigma = market.expected_returns, market.covariance
+
+    def solve(objective: object, constraints: list[Constraint], covariance: np.ndarray) -> object:
+        return optimizer.optimize(objective, constraints, mu, covariance)  # type: ignore[arg-type]
+
+    no_variance = sigma.copy()
+    no_variance[4, :] = no_variance[:, 4] = 0.0
+    constant = np.random.default_rng(0).normal(0.0, 0.01, size=(50, 5))
+    constant[:, [1, 3]] = 0.002
+    return {
+        "asset 3 has min_weight 0.4 above max_weight 0.2": lambda: solve(
+            MinVariance(), [AssetBounds([0, 0, 0, 0.4, 0], [1, 1, 1, 0.2, 1])], sigma
+        ),
+        "leave no allowed weight for asset 2 (lower bound 0": lambda: solve(
+            MinVariance(), [LongOnly(), AssetBounds(max_weights=[1, 1, -0.1, 1, 1])], sigma
+        ),
+        "but asset 1 has an upper bound of 0;": lambda: solve(
+            RiskBudgeting(), [LongOnly(), AssetBounds(max_weights=[1, 0, 1, 1, 1])], sigma
+        ),
+        "asset 4 has zero variance": lambda: solve(
+            HierarchicalRiskParity(), [LongOnly()], no_variance
+        ),
+        "the returns of assets 1 and 3 are constant": lambda: ledoit_wolf_correlation(constant),
+        "the modelled volatility of assets 1 and 3 is zero": lambda: FactorModel(
+            loadings=np.array([[0.1], [0.0], [0.2], [0.0], [0.3]]),
+            factor_covariance=np.eye(1),
+            specific_variance=np.array([0.01, 0.0, 0.01, 0.0, 0.01]),
+        ).with_volatility(np.full(5, 0.2)),
+    }
+
+
+PER_ASSET = {
+    "asset 3 has min_weight 0.4 above max_weight 0.2": ((3,), "DDD has min_weight"),
+    "leave no allowed weight for asset 2 (lower bound 0": ((2,), "weight for CCC (lower"),
+    "but asset 1 has an upper bound of 0;": ((1,), "but BBB has an upper bound"),
+    "asset 4 has zero variance": ((4,), "EEE has zero variance"),
+    "the returns of assets 1 and 3 are constant": ((1, 3), "returns of BBB and DDD are"),
+    "the modelled volatility of assets 1 and 3 is zero": ((1, 3), "volatility of BBB and DDD"),
+}
+
+
+@pytest.mark.parametrize(
+    "message",
+    list(PER_ASSET),
+    ids=[
+        "min_weight_above_max_weight",
+        "no_allowed_weight",
+        "risk_budgeting_upper_bound",
+        "hrp_zero_variance",
+        "constant_returns",
+        "factor_model_zero_volatility",
+    ],
+)
+def test_errors_about_particular_assets_carry_their_positions(
+    optimizer: PortfolioOptimizer, message: str
+) -> None:
+    error = _raised(_per_asset_errors(optimizer)[message])
+    positions, named_message = PER_ASSET[message]
+    assert isinstance(error, InvalidProblem)
+    assert message in str(error), str(error)
+    assert (error.asset_positions, error.asset_names) == (positions, None)
+    _assert_nothing_compiled(optimizer)
+
+    names = ["AAA", "BBB", "CCC", "DDD", "EEE"]
+    named = error.with_asset_names(names)
+    assert type(named) is type(error)
+    assert named_message in str(named), str(named)
+    assert "asset " not in str(named).replace("every asset", "")
+    assert named.asset_names == tuple(names[p] for p in positions)
+    assert named.constraints == error.constraints
 
 
 def test_max_sharpe_when_the_bounds_forbid_a_positive_excess_return(

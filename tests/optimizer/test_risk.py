@@ -42,8 +42,9 @@ def test_ledoit_wolf_correlation_rejects_bad_returns(daily_returns: np.ndarray) 
         ledoit_wolf_correlation(daily_returns[:, 0])
     constant = daily_returns.copy()
     constant[:, 4] = 0.001
-    with pytest.raises(InvalidProblem, match=r"columns \[4\] have zero variance"):
+    with pytest.raises(InvalidProblem, match=r"the returns of asset 4 are constant") as caught:
         ledoit_wolf_correlation(constant)
+    assert caught.value.asset_positions == (4,)
 
 
 def test_covariance_from_volatility_is_dcd() -> None:
