@@ -312,11 +312,6 @@ class TFServingService:
             return {"outputs": next(iter(shaped.values())).tolist()}
         return {"outputs": {name: value.tolist() for name, value in shaped.items()}}
 
-    def predict(self, model: LoadedModel, body: Any) -> dict[str, Any]:
-        """Parse, call the model once for this body alone, format: the unbatched path."""
-        parsed = self.parse_predict(model, body)
-        return self.format_predict(parsed, model.predict(parsed.features))
-
 
 def _shaped(
     outputs: Mapping[str, np.ndarray], signature: Signature, batch: int
