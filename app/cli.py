@@ -33,7 +33,7 @@ from app._cli_steps import (
 )
 from app.core.config import Settings, get_settings
 
-__all__ = ["GUNICORN_CONFIG", "cli", "gunicorn_command", "main"]
+__all__ = ["GUNICORN_CONFIG", "cli", "gunicorn_argv", "gunicorn_command", "main"]
 
 cli = typer.Typer(
     name="quantserve",
@@ -181,8 +181,11 @@ def serve(
 
 def gunicorn_command(host: str, port: int, workers: int) -> list[str] | None:
     """The gunicorn command line for ``workers`` > 1, or None to run uvicorn in-process."""
-    if workers <= 1:
-        return None
+    return gunicorn_argv(host, port, workers) if workers > 1 else None
+
+
+def gunicorn_argv(host: str, port: int, workers: int) -> list[str]:
+    """gunicorn with ``deploy/gunicorn.conf.py`` (uvicorn workers, multiprocess metrics)."""
     return [
         sys.executable,
         "-m",

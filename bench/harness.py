@@ -16,7 +16,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -27,8 +26,9 @@ from typing import Any
 
 import httpx
 
+from app.cli import gunicorn_argv
+
 ROOT = Path(__file__).resolve().parents[1]
-GUNICORN_CONFIG = ROOT / "deploy" / "gunicorn.conf.py"
 # 20 of the embedded data set's tickers: the allocations' universe.
 TICKERS_20 = (
     "AAPL",
@@ -86,18 +86,7 @@ class Server:
         self.log_path = workdir / f"{name}.log"
         metrics_dir = workdir / f"{name}-metrics"
         metrics_dir.mkdir(parents=True, exist_ok=True)
-        self._command = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            str(GUNICORN_CONFIG),
-            "--bind",
-            f"127.0.0.1:{self.port}",
-            "--workers",
-            str(workers),
-            app,
-        ]
+        self._command = [*gunicorn_argv("127.0.0.1", self.port, workers), app]
         self._env = {
             **os.environ,
             "TF_CPP_MIN_LOG_LEVEL": "2",
