@@ -648,6 +648,16 @@ def test_writers_to_one_file_take_turns_across_descriptors(tmp_path: Path) -> No
 
 
 def test_other_databases_take_no_turns() -> None:
+    # PostgreSQL locks rows: a second writer must not wait for the first.
     turns = write_turns_for("postgresql+psycopg://quantserve@db.invalid/quantserve")
-    with turns.turn(), turns.turn():  # re-entrant because it holds nothing
-        pass
+    entered = threading.Event()
+
+    def write() -> None:
+        with turns.turn():
+            entered.set()
+
+    with turns.turn():
+        writer = threading.Thread(target=write)
+        writer.start()
+        assert entered.wait(5), "the second writer waited for the first"
+    writer.join()
