@@ -39,7 +39,10 @@ Every rolling feature is null until its window is full. Targets, dated at the cl
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, TypeVar
+
+import numpy as np
+import numpy.typing as npt
 
 DATE: Final = "date"
 TICKER: Final = "ticker"
@@ -69,6 +72,26 @@ TARGET_COLUMNS: Final[tuple[str, ...]] = (TARGET_RETURN, TARGET_VARIANCE)
 RETURN_HORIZON_DAYS: Final = 5
 VOLATILITY_HORIZON_DAYS: Final = 21
 TRADING_DAYS_PER_YEAR: Final = 252
+
+_Number = TypeVar("_Number", float, npt.NDArray[np.float64])
+
+ANNUALISE_RETURN: Final = TRADING_DAYS_PER_YEAR / RETURN_HORIZON_DAYS
+"""Scales the 5-day log-return forecast to a year."""
+ANNUALISE_VARIANCE: Final = TRADING_DAYS_PER_YEAR / VOLATILITY_HORIZON_DAYS
+"""Scales the 21-day variance forecast to a year."""
+
+
+def annualized_expected_return(
+    expected_log_return_5d: _Number, annual_variance: _Number
+) -> _Number:
+    """Arithmetic annual return implied by the model's log forecasts.
+
+    The 5-day log return scaled to a year, plus half the annual variance: for lognormal
+    prices the arithmetic mean is ``exp(m + s^2/2) - 1 ≈ m + s^2/2``. Mean-variance
+    optimisation works on arithmetic returns. Works element-wise on arrays too.
+    """
+    return expected_log_return_5d * ANNUALISE_RETURN + 0.5 * annual_variance
+
 
 # The longest look-back any feature needs (momentum and beta over 252 days).
 LONGEST_FEATURE_WINDOW: Final = 252

@@ -25,8 +25,8 @@ from app.services.model_registry import LoadedModel
 from training import schema
 from training.model import QUANTILES_OUTPUT, RETURN_OUTPUT, VOLATILITY_OUTPUT
 
-ANNUALISE_RETURN = schema.TRADING_DAYS_PER_YEAR / schema.RETURN_HORIZON_DAYS
-ANNUALISE_VARIANCE = schema.TRADING_DAYS_PER_YEAR / schema.VOLATILITY_HORIZON_DAYS
+ANNUALISE_RETURN = schema.ANNUALISE_RETURN
+ANNUALISE_VARIANCE = schema.ANNUALISE_VARIANCE
 
 HORIZONS = {
     "expected_return_days": schema.RETURN_HORIZON_DAYS,
@@ -68,7 +68,9 @@ class Forecast:
         lognormal prices the arithmetic mean is ``exp(m + s^2/2) - 1 ≈ m + s^2/2``.
         Mean-variance optimisation works on arithmetic returns.
         """
-        return self.expected_log_return * ANNUALISE_RETURN + 0.5 * self.annualized_volatility**2
+        return schema.annualized_expected_return(
+            self.expected_log_return, self.annualized_volatility**2
+        )
 
 
 class ForecastService:
