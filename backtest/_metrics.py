@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from backtest._hac import long_run_covariance
 from backtest._sharpe import (
     MIN_TEST_OBSERVATIONS,
     FloatArray,
     jobson_korkie_memmel_test,
     ledoit_wolf_sharpe_test,
-    long_run_covariance,
     sharpe_confidence_interval,
 )
 

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from scipy import signal
 
+from backtest._hac import long_run_covariance
 from backtest._sharpe import (
     jobson_korkie_memmel_test,
     ledoit_wolf_sharpe_test,
-    long_run_covariance,
     sharpe_confidence_interval,
 )
 
