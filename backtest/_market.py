@@ -45,6 +45,10 @@ class Market:
         ``embedded`` or the path of the user's price file.
     quarantine : pd.DataFrame
         Rows of the input refused by validation, each with its reason.
+    filled_prices : dict of str to int
+        Days without a close between a ticker's first and last price (a quarantined
+        row, a holiday of one exchange), filled with the previous close: the holding is
+        still there, its price unknown that day, so it earns 0 and catches up the next.
     """
 
     prices: pd.DataFrame
@@ -53,6 +57,7 @@ class Market:
     forecasts: WalkForwardForecasts | None = None
     source: str = "embedded"
     quarantine: pd.DataFrame = field(default_factory=pd.DataFrame)
+    filled_prices: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_prices(
@@ -78,7 +83,17 @@ class Market:
         tickers = [str(c) for c in frame.columns if c != benchmark]
         if not tickers:
             raise InvalidBacktest("the prices hold no ticker besides the benchmark")
-        return cls(frame, tickers, benchmark, forecasts, source)
+        interior = frame.ffill().notna() & frame.bfill().notna()
+        gaps = (frame.isna() & interior).sum()
+        filled = frame.ffill().where(interior)
+        return cls(
+            filled,
+            tickers,
+            benchmark,
+            forecasts,
+            source,
+            filled_prices={str(t): int(n) for t, n in gaps.items() if n},
+        )
 
     @classmethod
     def load(
@@ -111,6 +126,7 @@ class Market:
             forecasts,
             raw.source,
             result.quarantine,
+            market.filled_prices,
         )
 
     @property
@@ -144,6 +160,7 @@ class Market:
             "first_date": self.dates[0].date().isoformat(),
             "last_date": self.dates[-1].date().isoformat(),
             "quarantined_rows": len(self.quarantine),
+            "filled_prices": dict(self.filled_prices),
         }
 
 
