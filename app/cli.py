@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+from app._cli_backtest import backtest
 from app._cli_keys import keys_cli
 from app._cli_models import models_cli
 from app._cli_output import (
@@ -43,6 +44,7 @@ cli = typer.Typer(
 )
 cli.add_typer(models_cli, name="models")
 cli.add_typer(keys_cli, name="keys")
+cli.command()(backtest)
 
 MasterOption = Annotated[
     str | None,

@@ -1,0 +1,97 @@
+"""``quantserve backtest``: real runs on the embedded data, outputs on disk, errors exit 1."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from app.cli import cli
+from app.core.config import get_settings
+from backtest import Market
+from tests.backtest.conftest import trailing_forecasts
+
+
+@pytest.fixture
+def data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.setenv("QUANTSERVE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("QUANTSERVE_MODELS_DIR", str(tmp_path / "models"))
+    get_settings.cache_clear()
+    yield tmp_path / "data"
+    get_settings.cache_clear()
+
+
+def _predictions(tmp_path: Path) -> Path:
+    """Predictions shaped as ``quantserve evaluate`` writes them, from trailing data only."""
+    prices = Market.load().prices.loc["2016-01-01":"2019-12-31"].drop(columns="SP500")
+    forecasts = trailing_forecasts(prices)
+    rows = []
+    for target, table in (
+        ("log_return_5d", forecasts.expected_log_return_5d),
+        ("variance_21d", forecasts.variance_21d),
+    ):
+        long = table.rename_axis(index="date", columns="ticker").stack().rename("forecast")
+        rows.append(long.reset_index().assign(forecaster="model", target=target, realized=0.0))
+    path = tmp_path / "predictions.parquet"
+    pd.concat(rows, ignore_index=True).to_parquet(path)
+    return path
+
+
+def test_backtest_writes_outputs_and_prints_the_table(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = [
+        "backtest",
+        "--strategies",
+        "min_variance,forecast_min_variance+vol_target",
+        "--predictions",
+        str(_predictions(tmp_path)),
+        "--start",
+        "2018-01-02",
+        "--end",
+        "2019-06-28",
+        "--rebalance",
+        "quarterly",
+        "--cost-bps",
+        "5",
+        "--output",
+        str(out),
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    document = json.loads((out / "metrics.json").read_text())
+    assert set(document["strategies"]) == {
+        "equal_weight",
+        "index",
+        "min_variance",
+        "forecast_min_variance+vol_target",
+    }
+    assert document["settings"]["cost_bps"] == 5.0
+    assert document["settings"]["rebalance"] == "quarterly"
+    assert document["settings"]["forecasts"]["source"].endswith("predictions.parquet")
+    sharpe = document["strategies"]["min_variance"]["sharpe"]
+    assert f"{sharpe:.2f}" in result.output
+    assert "back-test 2018-01-02..2019-06-28, quarterly, 5 bps" in result.output
+    assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_forecast_strategies_without_predictions_say_how_to_make_them(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["backtest", "--strategies", "forecast_min_variance", "--output", str(tmp_path / "x")],
+    )
+    assert result.exit_code == 1
+    assert "backtest failed" in result.output
+    assert "quantserve evaluate" in result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_unknown_strategy_exits_1_with_the_choices(data_dir: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["backtest", "--strategies", "momentum"])
+    assert result.exit_code == 1
+    assert "unknown strategy 'momentum'" in result.output
+    assert "min_variance" in result.output
