@@ -23,7 +23,7 @@ from backtest._forecasts import HOW_TO_PRODUCE
 from backtest._market import Market
 from backtest._metrics import strategy_metrics
 from backtest._schedule import REBALANCES_PER_YEAR, Rebalance, rebalance_rows
-from backtest._strategies import BuyAndHold, EqualWeight, OptimizedStrategy, Strategy
+from backtest._strategies import BuyAndHold, EqualWeight, Strategy
 from optimizer import OptimizerError
 
 ProgressCallback = Callable[[int, int], None]
@@ -193,10 +193,11 @@ def run_backtest(
 
     runs: dict[str, StrategyRun] = {}
     for strategy in strategies:
-        if isinstance(strategy, OptimizedStrategy):
-            strategy.cost_rates = pd.Series(settings.cost_rates(available), index=available)
-            strategy.rebalances_per_year = REBALANCES_PER_YEAR[settings.rebalance]
         universe = strategy.universe(available, benchmark)
+        strategy.prepare(
+            pd.Series(settings.cost_rates(universe), index=universe),
+            REBALANCES_PER_YEAR[settings.rebalance],
+        )
         runs[strategy.name] = _run_one(market, strategy, universe, returns, rows, settings, tick)
     dates = market.dates[first : last + 1]
     index_returns = None if benchmark is None else market.returns[benchmark].iloc[first : last + 1]

@@ -59,6 +59,14 @@ class Strategy(ABC):
         """The tickers this strategy allocates over, given the market's."""
         return list(tickers)
 
+    def prepare(self, cost_rates: pd.Series, rebalances_per_year: float) -> None:
+        """Learn the run's trading costs (per unit traded, by ticker) and schedule.
+
+        Called once before the first rebalance; strategies that weigh costs keep them,
+        the others ignore them.
+        """
+        return  # nothing to keep by default
+
     @abstractmethod
     def target_weights(self, view: MarketView, holdings: pd.Series) -> pd.Series:
         """Target weights by ticker at ``view.as_of``'s close.
@@ -143,13 +151,18 @@ class OptimizedStrategy(Strategy):
     cost_aware: bool = False
     description: str = ""
     cost_rates: pd.Series | None = None
-    """Cost per unit traded by ticker, set by the engine when ``cost_aware``."""
+    """Cost per unit traded by ticker, from :meth:`prepare`."""
     rebalances_per_year: float = 12.0
-    """Set by the engine from the schedule."""
+    """From :meth:`prepare`: the schedule's."""
 
     def __post_init__(self) -> None:
         self.lookback_days = self.inputs.lookback_days
         self.uses_forecasts = self.inputs.uses_forecasts
+
+    def prepare(self, cost_rates: pd.Series, rebalances_per_year: float) -> None:
+        """Keep the run's costs and schedule, for a cost-aware objective."""
+        self.cost_rates = cost_rates
+        self.rebalances_per_year = rebalances_per_year
 
     def target_weights(self, view: MarketView, holdings: pd.Series) -> pd.Series:
         """Solve the allocation on inputs estimated from ``view``."""
@@ -220,6 +233,10 @@ class VolatilityTarget(Strategy):
     def universe(self, tickers: Sequence[str], benchmark: str | None) -> list[str]:
         """The inner strategy's."""
         return self.inner.universe(tickers, benchmark)
+
+    def prepare(self, cost_rates: pd.Series, rebalances_per_year: float) -> None:
+        """Pass the costs and schedule on to the inner strategy."""
+        self.inner.prepare(cost_rates, rebalances_per_year)
 
     def target_weights(self, view: MarketView, holdings: pd.Series) -> pd.Series:
         """The inner weights, scaled to the target volatility under the leverage cap."""

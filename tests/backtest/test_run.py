@@ -164,3 +164,15 @@ def test_a_users_price_file_is_validated_and_its_bad_rows_kept(
     out = write_outputs(result, tmp_path / "out")
     quarantine = pd.read_csv(out / "quarantine.csv", dtype=str, keep_default_na=False)
     assert quarantine["close"].tolist() == ["n/a"]
+
+
+def test_cost_aware_strategies_learn_the_runs_costs_also_under_the_overlay(
+    slice_market: Market,
+) -> None:
+    plain = named_strategy("forecast_mean_variance")
+    overlaid = named_strategy("forecast_mean_variance+vol_target")
+    settings = BacktestSettings(start=date(2019, 1, 2), rebalance="quarterly", cost_bps=20.0)
+    run_backtest(slice_market, [plain, overlaid], settings)
+    for strategy in (plain, overlaid.inner):  # type: ignore[attr-defined]
+        assert strategy.cost_rates.to_dict() == dict.fromkeys(slice_market.tickers, 0.002)
+        assert strategy.rebalances_per_year == 4.0
