@@ -13,7 +13,16 @@ from prometheus_client import CollectorRegistry
 from starlette.concurrency import run_in_threadpool
 
 from app.api.problems import exception_problem, install_problem_handlers
-from app.api.routes import admin, audit, forecasts, health, models, portfolios, tfserving
+from app.api.routes import (
+    admin,
+    audit,
+    backtests,
+    forecasts,
+    health,
+    models,
+    portfolios,
+    tfserving,
+)
 from app.core.config import Settings, get_settings
 from app.core.limits import BodySizeLimit
 from app.core.metrics import ServiceMetrics, instrument_http
@@ -26,6 +35,7 @@ from app.core.security import (
     require_role,
 )
 from app.services.audit import AuditLog
+from app.services.backtests import BacktestService
 from app.services.batching import MicroBatcher
 from app.services.lifecycle import ModelLifecycle
 from app.services.model_registry import configure_tensorflow
@@ -43,6 +53,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.audit = audit_log = await run_in_threadpool(
         AuditLog.open, settings.audit_url, metrics
     )
+    # Back-test jobs: re-queues those a dead server left running, then runs queued ones
+    # in worker processes (never in this process's event loop or thread pool).
+    app.state.backtests = backtests_service = await run_in_threadpool(
+        BacktestService.open, settings
+    )
     # Handlers read lifecycle.current once per request: swaps never split a request.
     await run_in_threadpool(configure_tensorflow, settings.tensorflow_threads)
     app.state.lifecycle = lifecycle = ModelLifecycle(settings, metrics)
@@ -58,6 +73,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     await lifecycle.stop_polling()
     await batcher.close()  # answers what is still queued
+    await run_in_threadpool(backtests_service.close)  # its running jobs are queued again
     await run_in_threadpool(audit_log.close)
 
 
@@ -92,7 +108,7 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["*"],
         )
     install_problem_handlers(app)
@@ -102,6 +118,8 @@ def create_app(
     for module in (models, forecasts, tfserving):
         app.include_router(module.router, dependencies=[viewer])
     app.include_router(portfolios.router, dependencies=[trader])
+    app.include_router(backtests.router, dependencies=[viewer])  # GET: follow, read
+    app.include_router(backtests.trader_router, dependencies=[trader])  # POST, DELETE
     app.include_router(audit.router, dependencies=[admin_role])  # GET /v1/audit
     app.include_router(admin.router, dependencies=[admin_role])  # reload, promote, rollback
     instrument_http(app, registry)

@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from app.core.config import Settings
 from app.core.metrics import ServiceMetrics
 from app.services.audit import AuditLog
+from app.services.backtests import BacktestService
 from app.services.batching import MicroBatcher
 from app.services.forecasts import ForecastService
 from app.services.lifecycle import ModelLifecycle
@@ -124,3 +125,12 @@ async def get_audit(request: Request) -> AuditLog:
 
 
 AuditDep = Annotated[AuditLog, Depends(get_audit)]
+
+
+async def get_backtests(request: Request) -> BacktestService:
+    """The back-test jobs the lifespan opened (their store and dispatcher)."""
+    backtests: BacktestService = request.app.state.backtests
+    return backtests
+
+
+BacktestServiceDep = Annotated[BacktestService, Depends(get_backtests)]

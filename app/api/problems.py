@@ -18,8 +18,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.core.limits import BodyTooLarge
 from app.core.security import AccessDenied
 from app.schemas.problems import Problem
+from app.services._backtest_problems import backtest_problem
 from app.services.audit import AuditUnavailable
 from app.services.errors import (
+    BacktestConflict,
+    BacktestNotFound,
+    BacktestQueueFull,
     LimitExceeded,
     ModelNotLoaded,
     ModelVersionNotFound,
@@ -27,6 +31,7 @@ from app.services.errors import (
     RegistryConflict,
     UnknownTicker,
 )
+from backtest import STRATEGY_NAMES, VOL_TARGET_SUFFIX, BacktestError
 from optimizer import (
     InvalidProblem,
     NoPositiveExcessReturn,
@@ -251,6 +256,61 @@ async def _optimizer_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, 422, slug, str(exc), title=title, **extensions)
 
 
+async def _backtest_error(request: Request, exc: Exception) -> JSONResponse:
+    # A back-test refused before it is queued; a job that fails later records the same
+    # problem (app.services._backtest_problems), shown by GET /v1/backtests/{id}.
+    assert isinstance(exc, BacktestError)
+    status, slug, title = backtest_problem(exc)
+    return problem_response(
+        request,
+        status,
+        slug,
+        str(exc),
+        title=title,
+        strategies=list(STRATEGY_NAMES),
+        strategy_suffixes=[VOL_TARGET_SUFFIX],
+    )
+
+
+async def _backtest_not_found(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BacktestNotFound)
+    return problem_response(
+        request, 404, "backtest-not-found", str(exc), title="No such back-test", id=exc.job_id
+    )
+
+
+async def _backtest_conflict(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BacktestConflict)
+    return problem_response(
+        request,
+        409,
+        "backtest-conflict",
+        str(exc),
+        title="The back-test's state does not allow it",
+        id=exc.job_id,
+        backtest_status=exc.status,
+    )
+
+
+BACKTEST_RETRY_AFTER_SECONDS = 30
+"""Retry-After of a full back-test queue: about one short back-test."""
+
+
+async def _backtest_queue_full(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BacktestQueueFull)
+    return problem_response(
+        request,
+        429,
+        "backtest-queue-full",
+        str(exc),
+        title="Too many back-tests queued",
+        headers={"Retry-After": str(BACKTEST_RETRY_AFTER_SECONDS)},
+        limit="backtests.max_queued",
+        value=exc.limit,
+        queued=exc.queued,
+    )
+
+
 async def _audit_unavailable(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AuditUnavailable)
     return problem_response(
@@ -290,5 +350,9 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RegistryConflict, _registry_conflict)
     app.add_exception_handler(SolverTimeLimitExceeded, _solver_time_limit)
     app.add_exception_handler(OptimizerError, _optimizer_error)
+    app.add_exception_handler(BacktestError, _backtest_error)
+    app.add_exception_handler(BacktestNotFound, _backtest_not_found)
+    app.add_exception_handler(BacktestConflict, _backtest_conflict)
+    app.add_exception_handler(BacktestQueueFull, _backtest_queue_full)
     app.add_exception_handler(AuditUnavailable, _audit_unavailable)
     app.add_exception_handler(Exception, _unhandled)

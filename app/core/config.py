@@ -143,6 +143,50 @@ class AuditSettings(BaseModel):
     )
 
 
+class BacktestJobSettings(BaseModel):
+    """Back-tests run over HTTP: where jobs are kept, how many run, what they read.
+
+    Named apart from :class:`backtest.BacktestSettings`, one back-test's period and costs.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the jobs; None is SQLite (WAL) at <data_dir>/backtests.db.",
+    )
+    output_dir: Path | None = Field(
+        None, description="Each job writes <output_dir>/<id>/; None is <data_dir>/backtests."
+    )
+    max_concurrent: int = Field(
+        1,
+        ge=0,
+        le=64,
+        description="Worker processes per server process; 0: this server only queues jobs "
+        "and another one sharing the database runs them.",
+    )
+    max_queued: int = Field(
+        8, ge=1, le=10_000, description="Jobs waiting, counted in the database; over it: 429."
+    )
+    max_attempts: int = Field(
+        3, ge=1, le=10, description="Starts of one job (restarts included) before it fails."
+    )
+    prices_file: Path | None = Field(
+        None, description="CSV or Parquet prices as `ingest` reads them; None: the embedded set."
+    )
+    benchmark: str | None = Field(None, description="The index column of prices_file.")
+    poll_interval_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often a server looks for queued jobs."
+    )
+    stale_after_seconds: float = Field(
+        60.0,
+        ge=5,
+        le=86_400,
+        description="A running job whose server has not been heard of for this long is "
+        "taken as dead and started again.",
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of the service and the pipeline."""
 
@@ -190,6 +234,7 @@ class Settings(BaseSettings):
     lifecycle: LifecycleSettings = LifecycleSettings()
     batching: BatchingSettings = BatchingSettings()
     audit: AuditSettings = AuditSettings()
+    backtests: BacktestJobSettings = BacktestJobSettings()
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -236,6 +281,16 @@ class Settings(BaseSettings):
     def audit_url(self) -> str:
         """The audit database: ``audit.url``, else SQLite at ``<data_dir>/audit.db``."""
         return self.audit.url or f"sqlite:///{(self.data_dir / 'audit.db').resolve()}"
+
+    @property
+    def backtests_url(self) -> str:
+        """The back-test jobs: ``backtests.url``, else SQLite at ``<data_dir>/backtests.db``."""
+        return self.backtests.url or f"sqlite:///{(self.data_dir / 'backtests.db').resolve()}"
+
+    @property
+    def backtests_dir(self) -> Path:
+        """Where each back-test job writes its folder, ``<id>/`` (absolute)."""
+        return (self.backtests.output_dir or self.data_dir / "backtests").resolve()
 
     @classmethod
     def settings_customise_sources(

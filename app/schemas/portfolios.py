@@ -33,6 +33,7 @@ __all__ = [
     "FrontierResponse",
     "Group",
     "Objective",
+    "ObjectiveChoice",
     "OptimizeRequest",
     "OptimizeResponse",
     "PortfolioInputs",
@@ -267,27 +268,17 @@ OBJECTIVE_FIELDS: dict[str, Objective] = {
 """The fields of ``OptimizeRequest`` that one objective alone reads, and that objective."""
 
 
-class OptimizeRequest(PortfolioInputs):
-    """An allocation over ``tickers``, from the model's forecasts or your own inputs.
+class ObjectiveChoice(BaseModel):
+    """An objective and the fields that only it reads.
 
-    The fields of one objective (risk_aversion, target_return, target_volatility,
+    Shared by ``OptimizeRequest`` and the optimize-style strategies of a back-test. The
+    fields of one objective (risk_aversion, target_return, target_volatility,
     risk_budgets, cvar_alpha, linkage) sent with another objective are refused (422)
     rather than ignored, unless null or their default: a client that sends them expects
     a result it would not get.
     """
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "tickers": ["AAPL", "JNJ", "JPM", "XOM", "WMT"],
-                    "objective": "max_sharpe",
-                    "constraints": {"long_only": True, "max_weight": 0.4},
-                }
-            ]
-        },
-    )
+    model_config = ConfigDict(extra="forbid")
 
     objective: Objective = Objective.MIN_VARIANCE
     risk_aversion: float = Field(
@@ -321,8 +312,6 @@ class OptimizeRequest(PortfolioInputs):
             raise ValueError("objective 'efficient_return' needs target_return")
         if self.objective is Objective.EFFICIENT_RISK and self.target_volatility is None:
             raise ValueError("objective 'efficient_risk' needs target_volatility")
-        if self.risk_budgets is not None and set(self.risk_budgets) != set(self.tickers):
-            raise ValueError(_mismatch("risk_budgets", self.risk_budgets, self.tickers))
         return self
 
     def _fields_of_other_objectives(self) -> list[str]:
@@ -339,6 +328,36 @@ class OptimizeRequest(PortfolioInputs):
             if objective is not self.objective
             and getattr(self, name) not in (None, fields[name].default)
         ]
+
+
+# ObjectiveChoice first: its fields follow PortfolioInputs' in the schema, as they did.
+class OptimizeRequest(ObjectiveChoice, PortfolioInputs):
+    """An allocation over ``tickers``, from the model's forecasts or your own inputs.
+
+    The fields of one objective (risk_aversion, target_return, target_volatility,
+    risk_budgets, cvar_alpha, linkage) sent with another objective are refused (422)
+    rather than ignored, unless null or their default: a client that sends them expects
+    a result it would not get.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "tickers": ["AAPL", "JNJ", "JPM", "XOM", "WMT"],
+                    "objective": "max_sharpe",
+                    "constraints": {"long_only": True, "max_weight": 0.4},
+                }
+            ]
+        },
+    )
+
+    @model_validator(mode="after")
+    def _check_risk_budgets(self) -> Self:
+        if self.risk_budgets is not None and set(self.risk_budgets) != set(self.tickers):
+            raise ValueError(_mismatch("risk_budgets", self.risk_budgets, self.tickers))
+        return self
 
 
 def _misplaced(fields: list[str], objective: Objective) -> str:

@@ -1,5 +1,8 @@
 """The ``audit_events`` table and the engine that stores it (see ``app.services.audit``).
 
+The engine, the write turns, the UTC and JSON column types and ``create_tables`` serve
+every table the service keeps in a database (the back-test jobs too).
+
 Durability on SQLite: WAL with ``synchronous=FULL`` syncs the log on every commit, so a
 row whose request was answered survives a power loss, not only a process crash (NORMAL
 would survive a crash but could lose the last commits on power loss). The sync costs
@@ -76,7 +79,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 # JSON on SQLite, JSONB on PostgreSQL; None is SQL NULL, not the JSON text 'null'.
-_JSON = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+JSON_TYPE = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 metadata = MetaData()
 
@@ -94,9 +97,9 @@ audit_events = Table(
     Column("path", String(2048), nullable=False),
     Column("status", Integer, comment="HTTP status answered; NULL while started"),
     Column("outcome", String(64), nullable=False),
-    Column("inputs", _JSON),
-    Column("model_versions", _JSON),
-    Column("outputs", _JSON),
+    Column("inputs", JSON_TYPE),
+    Column("model_versions", JSON_TYPE),
+    Column("outputs", JSON_TYPE),
     Column("duration_ms", Float),
     # The filters with the newest-first order: one index range scan per page.
     Index("ix_audit_events_key_id_id", "key_id", "id"),
@@ -153,12 +156,19 @@ def write_turns_for(url: str) -> WriteTurns:
 
 
 def create_audit_engine(url: str) -> Engine:
+    """The audit trail's engine: :func:`create_database_engine` for ``audit.url``."""
+    return create_database_engine(url, setting="audit.url", contents="the audit trail")
+
+
+def create_database_engine(url: str, *, setting: str, contents: str) -> Engine:
     """An engine for ``url`` whose pool serves the handlers' worker threads.
 
     SQLite: a file database only (an in-memory one would be lost at restart and not
     shared by the workers), its folder created, and WAL, ``synchronous=FULL`` and
     ``busy_timeout`` set on every new connection. Other databases: connections are
-    checked before use, so a database restart costs no request.
+    checked before use, so a database restart costs no request. ``setting`` (the
+    configuration key of the URL) and ``contents`` (what the database holds) word the
+    error of an in-memory URL.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
@@ -172,9 +182,10 @@ def create_audit_engine(url: str) -> Engine:
     database = parsed.database or ""
     if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
         raise ValueError(
-            f"audit.url={url!r} is an in-memory SQLite database: the audit trail would be "
+            f"{setting}={url!r} is an in-memory SQLite database: {contents} would be "
             "lost at restart and not shared by the workers. Give a file, e.g. "
-            "sqlite:////var/lib/quantserve/audit.db, or leave audit.url unset."
+            f"sqlite:////var/lib/quantserve/{setting.split('.')[0]}.db, or leave "
+            f"{setting} unset."
         )
     if not parsed.query.get("uri"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -210,8 +221,9 @@ def _json_dumps(value: Any) -> str:
     return pydantic_core.to_json(value, inf_nan_mode="null").decode()
 
 
-def create_tables(engine: Engine, attempts: int = 5) -> None:
-    """Create the table and its indexes unless they exist, however many workers start at once.
+def create_tables(engine: Engine, attempts: int = 5, tables: MetaData = metadata) -> None:
+    """Create the tables of ``tables`` (default: the audit trail's) and their indexes unless
+    they exist, however many workers start at once.
 
     gunicorn starts its workers together. On a new SQLite file, one worker switching it to
     WAL holds a lock that fails the others' connections at once (busy_timeout does not
@@ -220,7 +232,7 @@ def create_tables(engine: Engine, attempts: int = 5) -> None:
     """
     for attempt in range(1, attempts + 1):
         try:
-            metadata.create_all(engine)
+            tables.create_all(engine)
             return
         except DatabaseError:
             if attempt == attempts:

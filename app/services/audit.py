@@ -74,6 +74,8 @@ CLIENT_CLOSED_REQUEST: Final = 499
 KNOWN_ACTIONS: Final = (
     "portfolios.optimize",
     "portfolios.frontier",
+    "backtests.create",
+    "backtests.cancel",
     "admin.reload",
     "admin.promote",
     "admin.rollback",

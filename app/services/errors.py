@@ -9,7 +9,14 @@
      ├── ModelVersionRefused      a version was not swapped in; the last good one serves
      ├── ModelVersionNotFound     an admin action names a model or version not in the store
      ├── RegistryConflict         the registry cannot do what was asked (nothing to roll back to)
-     └── LimitExceeded            a request asks for more than a configured limit allows
+     ├── LimitExceeded            a request asks for more than a configured limit allows
+     ├── BacktestNotFound         no back-test job has the id asked for
+     ├── BacktestConflict         the job's state does not allow it (cancel a finished job,
+     │                            the report of an unfinished one)
+     └── BacktestQueueFull        backtests.max_queued jobs wait already; retry later
+
+A back-test request that cannot run as asked raises the back-test library's own
+``backtest.BacktestError`` (unknown strategy, bad dates, missing forecasts).
 """
 
 from __future__ import annotations
@@ -99,3 +106,36 @@ class LimitExceeded(ServiceError):
         self.value = value
         self.requested = requested
         super().__init__(message)
+
+
+class BacktestNotFound(ServiceError):
+    """No back-test job has this id."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(
+            f"no back-test job {job_id!r}; GET /v1/backtests lists them (ids come from the "
+            "Location of POST /v1/backtests)"
+        )
+
+
+class BacktestConflict(ServiceError):
+    """What was asked does not fit the job's state; the message says what does."""
+
+    def __init__(self, job_id: str, status: str, message: str) -> None:
+        self.job_id = job_id
+        self.status = status
+        super().__init__(message)
+
+
+class BacktestQueueFull(ServiceError):
+    """``backtests.max_queued`` jobs are waiting already."""
+
+    def __init__(self, queued: int, limit: int) -> None:
+        self.queued = queued
+        self.limit = limit
+        super().__init__(
+            f"{queued} back-tests are queued, the most the server keeps waiting "
+            f"(backtests.max_queued = {limit}); retry after the time in Retry-After, or "
+            "cancel a queued one (DELETE /v1/backtests/{id})"
+        )

@@ -36,7 +36,6 @@ import numpy.typing as npt
 from app.core.config import LimitSettings
 from app.core.limits import check_frontier_points, check_tickers
 from app.schemas.portfolios import (
-    Constraints,
     FrontierRequest,
     OptimizeRequest,
     PortfolioInputs,
@@ -45,38 +44,14 @@ from app.schemas.portfolios import (
 )
 from app.services.errors import ModelNotLoaded
 from app.services.forecasts import ForecastService
+from app.services.optimizer_terms import build_constraints, build_estimator, build_objective
 from optimizer import (
-    AssetBounds,
-    AssetGroup,
-    Constraint,
-    CovarianceEstimator,
-    EfficientReturn,
-    EfficientRisk,
-    EWMACovariance,
     FactorModel,
-    GrossLeverage,
-    GroupBounds,
-    HierarchicalRiskParity,
-    LedoitWolfCovariance,
-    LongOnly,
-    MaxDiversification,
-    MaxSharpe,
-    MaxVolatility,
-    MeanVariance,
-    MinCVaR,
-    MinVariance,
-    Objective,
     OptimizerError,
     PCAFactorModel,
     PortfolioOptimizer,
     PortfolioResult,
     ProblemData,
-    RiskBudgeting,
-    RiskParity,
-    SampleCovariance,
-    TrackingError,
-    Turnover,
-    WeightBounds,
     check_returns,
     covariance_from_volatility,
     efficient_frontier,
@@ -159,8 +134,8 @@ class PortfolioService:
         with _assets_named_by(request.tickers):
             market = self.market_inputs(request)
             result = self.optimizer.solve(
-                _objective(request, risk_free_rate),
-                _constraints(request.constraints, request.tickers),
+                build_objective(request, risk_free_rate, request.tickers),
+                build_constraints(request.constraints, request.tickers),
                 market.data,
                 risk_free_rate=risk_free_rate,
             )
@@ -172,7 +147,7 @@ class PortfolioService:
             market = self.market_inputs(request)
             points = efficient_frontier(
                 self.optimizer,
-                _constraints(request.constraints, request.tickers),
+                build_constraints(request.constraints, request.tickers),
                 market.data,
                 n_points=request.n_points,
                 risk_free_rate=risk_free_rate,
@@ -274,7 +249,7 @@ class PortfolioService:
         scenarios = np.expm1(log_returns)
         if risk_model.method is RiskModelMethod.LEDOIT_WOLF:
             return ledoit_wolf_correlation(log_returns), scenarios
-        estimator = _estimator(risk_model).fit(log_returns)
+        estimator = build_estimator(risk_model).fit(log_returns)
         if isinstance(estimator, PCAFactorModel):
             return estimator.factor_model_.with_volatility(np.ones(len(tickers))), scenarios
         volatility = np.sqrt(np.diag(estimator.covariance_))
@@ -322,7 +297,7 @@ def _request_inputs(request: PortfolioInputs) -> MarketInputs:
         assert returns is not None
         assert request.periods_per_year is not None
         periods = request.periods_per_year
-        estimator = _estimator(request.risk_model).fit(returns)
+        estimator = build_estimator(request.risk_model).fit(returns)
         covariance = (
             estimator.factor_model_.scaled(periods)
             if isinstance(estimator, PCAFactorModel)
@@ -349,18 +324,6 @@ def _request_inputs(request: PortfolioInputs) -> MarketInputs:
     return MarketInputs(data=data, inputs="request", covariance_method=method)
 
 
-def _estimator(risk_model: RiskModel) -> CovarianceEstimator:
-    if risk_model.method is RiskModelMethod.SAMPLE:
-        return SampleCovariance()
-    if risk_model.method is RiskModelMethod.EWMA:
-        assert risk_model.half_life is not None
-        return EWMACovariance(half_life=risk_model.half_life)
-    if risk_model.method is RiskModelMethod.PCA_FACTOR:
-        assert risk_model.n_factors is not None
-        return PCAFactorModel(n_factors=risk_model.n_factors)
-    return LedoitWolfCovariance()
-
-
 def _per_ticker(values: dict[str, float] | None, tickers: Sequence[str]) -> FloatArray | None:
     """A per-ticker mapping as a vector in ticker order (left-out tickers: 0)."""
     if values is None:
@@ -378,83 +341,3 @@ def _costs(request: PortfolioInputs) -> FloatArray | None:
         assert per_ticker is not None
         return per_ticker / 1e4
     return np.full(len(request.tickers), bps / 1e4)
-
-
-def _objective(request: OptimizeRequest, risk_free_rate: float) -> Objective:
-    # Each request field read here belongs to one objective; the schema refuses it with
-    # another (OBJECTIVE_FIELDS), so a new one belongs in that table too.
-    match request.objective.value:
-        case "max_sharpe":
-            return MaxSharpe(risk_free_rate=risk_free_rate)
-        case "mean_variance":
-            return MeanVariance(risk_aversion=request.risk_aversion)
-        case "efficient_return":
-            assert request.target_return is not None
-            return EfficientReturn(target_return=request.target_return)
-        case "efficient_risk":
-            assert request.target_volatility is not None
-            return EfficientRisk(target_volatility=request.target_volatility)
-        case "risk_parity":
-            return RiskParity()
-        case "risk_budgeting":
-            budgets = request.risk_budgets
-            return RiskBudgeting(
-                None if budgets is None else tuple(budgets[t] for t in request.tickers)
-            )
-        case "max_diversification":
-            return MaxDiversification()
-        case "min_cvar":
-            return MinCVaR(alpha=request.cvar_alpha)
-        case "hrp":
-            return HierarchicalRiskParity(linkage=request.linkage)
-    return MinVariance()
-
-
-def _constraints(spec: Constraints, tickers: Sequence[str]) -> list[Constraint]:
-    constraints: list[Constraint] = []
-    if spec.long_only:
-        constraints.append(LongOnly())
-    if spec.asset_bounds:
-        # Per-ticker bounds replace the global ones for that ticker.
-        low = -np.inf if spec.min_weight is None else spec.min_weight
-        high = np.inf if spec.max_weight is None else spec.max_weight
-        bounds = {t: spec.asset_bounds.get(t) for t in tickers}
-        constraints.append(
-            AssetBounds(
-                min_weights=[
-                    low if b is None or b.min_weight is None else b.min_weight
-                    for b in bounds.values()
-                ],
-                max_weights=[
-                    high if b is None or b.max_weight is None else b.max_weight
-                    for b in bounds.values()
-                ],
-            )
-        )
-    elif spec.min_weight is not None or spec.max_weight is not None:
-        constraints.append(WeightBounds(min_weight=spec.min_weight, max_weight=spec.max_weight))
-    if spec.max_gross_leverage is not None:
-        constraints.append(GrossLeverage(spec.max_gross_leverage))
-    if spec.groups:
-        positions = {ticker: i for i, ticker in enumerate(tickers)}
-        constraints.append(
-            GroupBounds(
-                tuple(
-                    AssetGroup(
-                        name,
-                        tuple(positions[t] for t in group.tickers),
-                        group.min_weight,
-                        group.max_weight,
-                    )
-                    for name, group in spec.groups.items()
-                )
-            )
-        )
-    if spec.max_turnover is not None:
-        constraints.append(Turnover(spec.max_turnover))
-    if spec.max_volatility is not None:
-        constraints.append(MaxVolatility(spec.max_volatility))
-    if spec.tracking_error is not None:
-        benchmark = np.array([spec.tracking_error.benchmark_weights.get(t, 0.0) for t in tickers])
-        constraints.append(TrackingError(benchmark, spec.tracking_error.max_tracking_error))
-    return constraints
