@@ -10,15 +10,16 @@ SQLite in WAL mode at ``<data_dir>/audit.db`` by default, PostgreSQL by ``audit.
 
 Two ways to record, by what the action does:
 
-- **Computations** (optimize, frontier, back-tests) change nothing on the server: the
+- **Computations** (optimize, frontier) change nothing on the server: the
   row is written once, after the work and before the answer. When the write fails the
   caller gets ``503 /problems/audit-unavailable`` instead of the result, so no result
   leaves the server unrecorded, and a retry repeats nothing.
-- **State changes** (``admin.*``: reload, promote, roll back) write the row *before*
+- **State changes** (``admin.*``: reload, promote, roll back; ``backtests.create`` and
+  ``backtests.cancel``, which queue or stop a job) write the row *before*
   acting, with outcome ``started`` and no status, and complete it afterwards. If that
   first write fails the action is not attempted; if the last one fails the action did
   happen, the row still says ``started`` (an outcome to check), and the 503 says so.
-  No admin action can take effect unrecorded, even when the process dies mid-way.
+  No admin action or job can take effect unrecorded, even when the process dies mid-way.
 
 A failed action is recorded with the status and problem the app's exception handlers
 answer it with (``outputs`` holds that problem document) and the error is re-raised.
@@ -120,7 +121,8 @@ class AuditUnavailable(ServiceError):
         if performed:
             message = (
                 f"{action} was carried out and its start is recorded, but its outcome could "
-                "not be recorded. Check the current state (GET /v1/models) before retrying."
+                "not be recorded. Check the current state (GET /v1/models, GET /v1/backtests) "
+                "before retrying."
             )
         else:
             message = (
@@ -296,9 +298,9 @@ class AuditLog:
         """Run ``work`` in a worker thread as ``action``; its result is the recorded output.
 
         The one-line way to audit an endpoint whose work is one blocking call returning the
-        response body, as a back-test will be::
+        response body::
 
-            return await audit.call(request, "backtests.run", partial(run, body), inputs=body)
+            return await audit.call(request, "portfolios.frontier", partial(run, body))
         """
         async with self.action(request, action, inputs=inputs) as entry:
             result = await run_in_threadpool(work)
