@@ -50,7 +50,6 @@ MIN_TEST_OBSERVATIONS = 30
 _STANDARD_NORMAL = NormalDist()
 
 
-
 @dataclass(frozen=True)
 class SharpeDifferenceTest:
     """The outcome of a test of ``H0: Sharpe(a) == Sharpe(b)``.
