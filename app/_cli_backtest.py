@@ -160,7 +160,10 @@ def print_backtest(document: dict[str, Any], output: Path) -> None:
         f"{settings['cost_bps']:g} bps"
     )
     for column in ("strategy", "Sharpe", "CAGR", "vol", "max DD", "turnover/yr", "vs 1/N p"):
-        table.add_column(column, justify="left" if column == "strategy" else "right")
+        if column == "strategy":
+            table.add_column(column, no_wrap=True)
+        else:
+            table.add_column(column, justify="right")
     rows = document["strategies"]
     for name in sorted(rows, key=lambda n: -(rows[n]["sharpe"] or float("-inf"))):
         metrics = rows[name]
