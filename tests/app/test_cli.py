@@ -8,16 +8,6 @@ import pytest
 from typer.testing import CliRunner
 
 from app.cli import cli
-from app.core.config import get_settings
-
-
-@pytest.fixture
-def data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    monkeypatch.setenv("QUANTSERVE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("QUANTSERVE_MODELS_DIR", str(tmp_path / "models"))
-    get_settings.cache_clear()
-    yield tmp_path / "data"
-    get_settings.cache_clear()
 
 
 def test_ingest_prints_kept_quarantined_and_quality(data_dir: Path) -> None:

@@ -6,22 +6,11 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from typer.testing import CliRunner
 
 from app.cli import cli
-from app.core.config import get_settings
 from backtest import Market
 from tests.backtest.conftest import trailing_forecasts
-
-
-@pytest.fixture
-def data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    monkeypatch.setenv("QUANTSERVE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("QUANTSERVE_MODELS_DIR", str(tmp_path / "models"))
-    get_settings.cache_clear()
-    yield tmp_path / "data"
-    get_settings.cache_clear()
 
 
 def _predictions(tmp_path: Path) -> Path:
