@@ -1,4 +1,4 @@
-"""Request limits: the body-size middleware and the count checks against ``limits.*``.
+"""Request limits: the body-size middleware (the count checks are in ``app.services.limits``).
 
 Body size
     :class:`BodySizeLimit` is a pure ASGI middleware. A ``Content-Length`` above
@@ -7,12 +7,6 @@ Body size
     as soon as the count passes the limit, whatever the route was doing with it. Both
     answer 413 problem+json naming the limit and its value, on every path (the
     TensorFlow Serving ones included: the answer comes before routing).
-Counts
-    :func:`check_tickers` and :func:`check_frontier_points` raise
-    :class:`~app.services.errors.LimitExceeded` (422 ``/problems/limit-exceeded``, with
-    ``limit`` and ``value``) when a request asks for more than the configured limit.
-    The request schemas keep only hard ceilings (``TICKERS_CEILING``,
-    ``FRONTIER_POINTS_CEILING``) that the configured limits may not exceed.
 """
 
 from __future__ import annotations
@@ -24,9 +18,6 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from app.core.config import LimitSettings
-from app.services.errors import LimitExceeded
 
 
 class BodyTooLarge(HTTPException):
@@ -128,27 +119,3 @@ def _content_length(scope: Scope) -> int | None:
         return None if value is None else int(value)
     except ValueError:
         return None
-
-
-def check_tickers(requested: int, limits: LimitSettings) -> None:
-    """Refuse more than ``limits.max_tickers`` tickers in one request (422)."""
-    if requested > limits.max_tickers:
-        raise LimitExceeded(
-            "limits.max_tickers",
-            limits.max_tickers,
-            requested,
-            f"{requested} tickers requested; limits.max_tickers is {limits.max_tickers}: "
-            "request fewer, or split the request.",
-        )
-
-
-def check_frontier_points(requested: int, limits: LimitSettings) -> None:
-    """Refuse more than ``limits.max_frontier_points`` frontier points (422)."""
-    if requested > limits.max_frontier_points:
-        raise LimitExceeded(
-            "limits.max_frontier_points",
-            limits.max_frontier_points,
-            requested,
-            f"{requested} frontier points requested; limits.max_frontier_points is "
-            f"{limits.max_frontier_points}: request fewer.",
-        )

@@ -34,7 +34,6 @@ import numpy as np
 import numpy.typing as npt
 
 from app.core.config import LimitSettings
-from app.core.limits import check_frontier_points, check_tickers
 from app.schemas.portfolios import (
     FrontierRequest,
     OptimizeRequest,
@@ -44,6 +43,7 @@ from app.schemas.portfolios import (
 )
 from app.services.errors import ModelNotLoaded
 from app.services.forecasts import ForecastService
+from app.services.limits import check_frontier_points, check_tickers
 from app.services.optimizer_terms import build_constraints, build_estimator, build_objective
 from optimizer import (
     FactorModel,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from app.api.deps import ForecastServiceDep, SettingsDep
-from app.core.limits import check_tickers
 from app.schemas.forecasts import ForecastRequest, ForecastResponse
 from app.schemas.problems import Problem
+from app.services.limits import check_tickers
 
 router = APIRouter(prefix="/v1", tags=["forecasts"])
 
