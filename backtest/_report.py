@@ -48,7 +48,7 @@ tr.best{background:#fff6d6;font-weight:600}.desc{display:block;font-weight:400;c
 font-size:.8rem}.badge{font-size:.75rem;color:#8a6d00}.small{font-size:.8rem;color:#666}
 .good{color:#1d6b2f}.bad{color:#a12a2a}figure{margin:1.5rem 0}
 figure img{max-width:100%;height:auto;border:1px solid #eee}
-figcaption{color:#444;font-size:.9rem}details{margin:.4rem 0}
+figcaption{color:#444;font-size:.9rem}details{margin:.4rem 0}.scroll{overflow-x:auto}
 """
 
 
@@ -179,8 +179,8 @@ def _kpi_section(strategies: Mapping[str, Mapping[str, Any]], order: list[str]) 
     glossary = "; ".join(f"<b>{escape(t)}</b>: {escape(d)}" for _, t, _, d in _KPIS)
     return (
         '<h2 id="kpis">Key figures</h2>\n'
-        '<table id="kpi-table"><thead><tr><th class="name">Strategy</th>'
-        f"{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>\n{warning}\n"
+        '<div class="scroll"><table id="kpi-table"><thead><tr><th class="name">Strategy</th>'
+        f"{header}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>\n{warning}\n"
         f'<p class="small">{glossary}. Percentages are annual except max drawdown and hit '
         "rate; 1/N is <code>equal_weight</code>, the S&amp;P 500 price index bought and held "
         "is <code>index</code>.</p>"
