@@ -25,6 +25,22 @@ def _date(value: str | None) -> date | None:
     return None if value is None else datetime.strptime(value, "%Y-%m-%d").date()
 
 
+def _spreads(text: str | None) -> dict[str, float] | None:
+    """``TICKER=BPS,...`` as a mapping; a malformed entry is a clear error."""
+    if not text:
+        return None
+    spreads = {}
+    for entry in text.split(","):
+        ticker, _, value = entry.partition("=")
+        try:
+            spreads[ticker.strip()] = float(value)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{entry!r} is not TICKER=BPS (e.g. AMD=8)", param_hint="--spread-bps"
+            ) from None
+    return spreads
+
+
 def default_predictions(settings: Settings) -> Path | None:
     """The serving version's walk-forward predictions, if ``quantserve evaluate`` wrote them."""
     from app.services.model_registry import serving_version
@@ -66,6 +82,13 @@ def backtest(
     end: Annotated[str | None, typer.Option(help="Last day, YYYY-MM-DD.")] = None,
     rebalance: RebalanceOption = "monthly",
     cost_bps: Annotated[float, typer.Option(help="Linear cost, bps of the value traded.")] = 10.0,
+    spread_bps: Annotated[
+        str | None,
+        typer.Option(
+            help="Bid-ask spreads in bps, half paid per trade on top of --cost-bps: "
+            "TICKER=BPS,... (e.g. AMD=8,RRC=15)."
+        ),
+    ] = None,
     target_volatility: Annotated[
         float, typer.Option(help="Annual volatility of the +vol_target overlay.")
     ] = 0.10,
@@ -107,6 +130,7 @@ def backtest(
             end=_date(end),
             rebalance=cast("Rebalance", rebalance),
             cost_bps=cost_bps,
+            spread_bps=_spreads(spread_bps),
         )
         path = predictions or default_predictions(settings)
         forecasts = None if path is None else WalkForwardForecasts.read(path)

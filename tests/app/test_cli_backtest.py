@@ -45,6 +45,8 @@ def test_backtest_writes_outputs_and_prints_the_table(data_dir: Path, tmp_path: 
         "quarterly",
         "--cost-bps",
         "5",
+        "--spread-bps",
+        "AAPL=8,XOM=4",
         "--output",
         str(out),
     ]
@@ -58,6 +60,7 @@ def test_backtest_writes_outputs_and_prints_the_table(data_dir: Path, tmp_path: 
         "forecast_min_variance+vol_target",
     }
     assert document["settings"]["cost_bps"] == 5.0
+    assert document["settings"]["spread_bps"] == {"AAPL": 8.0, "XOM": 4.0}
     assert document["settings"]["rebalance"] == "quarterly"
     assert document["settings"]["forecasts"]["source"].endswith("predictions.parquet")
     sharpe = document["strategies"]["min_variance"]["sharpe"]
@@ -84,3 +87,9 @@ def test_unknown_strategy_exits_1_with_the_choices(data_dir: Path, tmp_path: Pat
     assert result.exit_code == 1
     assert "unknown strategy 'momentum'" in result.output
     assert "min_variance" in result.output
+
+
+def test_a_malformed_spread_is_refused(data_dir: Path) -> None:
+    result = CliRunner().invoke(cli, ["backtest", "--spread-bps", "AAPL:8"])
+    assert result.exit_code == 2
+    assert "is not TICKER=BPS" in result.output

@@ -162,3 +162,13 @@ def test_monthly_schedule_trades_first_day_then_each_month_end() -> None:
     ]
     quarterly = dates[rebalance_rows(dates, 0, len(dates) - 1, "quarterly")]
     assert list(quarterly.strftime("%Y-%m-%d")) == ["2021-01-04", "2021-03-31", "2021-06-30"]
+
+
+def test_half_the_spread_is_paid_on_top_of_the_linear_cost() -> None:
+    settings = BacktestSettings(cost_bps=10.0, spread_bps={"A0": 8.0})
+    np.testing.assert_allclose(settings.cost_rates(["A0", "A1"]), [0.0014, 0.0010])
+    prices = _random_prices(n_days=60)
+    market = Market.from_prices(prices)
+    result = run_backtest(market, [_Fixed({"A0": 0.5, "A1": 0.5})], settings)
+    first_day_cost = result.runs["fixed"].returns["cost"].iloc[0]
+    assert first_day_cost == pytest.approx(0.5 * 0.0014 + 0.5 * 0.0010)
