@@ -60,5 +60,9 @@ bench-load: install java ## Load: quantserve vs a bare FastAPI endpoint under wr
 bench-optimizer: install ## Optimizer: quantserve vs naive cvxpy vs skfolio, 20-2000 assets (~3 min)
 	$(BIN)/python -m bench.optimizer
 
+.PHONY: bench-backtest
+bench-backtest: install ## Back-test: seconds per rebalance, quantserve vs cvxportfolio, 500 assets (~2 min)
+	$(BIN)/python -m bench.backtest
+
 clean: ## Remove the venv, data outputs and trained models
 	rm -rf $(VENV) data models/*/ .pytest_cache .mypy_cache .ruff_cache

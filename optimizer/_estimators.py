@@ -16,6 +16,7 @@ from typing import Self
 
 import numpy as np
 import numpy.typing as npt
+import scipy.linalg
 from sklearn.covariance import LedoitWolf
 
 from optimizer._errors import InvalidProblem
@@ -172,17 +173,21 @@ class PCAFactorModel(CovarianceEstimator):
                 f"n_factors={self.n_factors} must be an integer from 1 to n_assets - 1 = "
                 f"{n_assets - 1}; use SampleCovariance for a full-rank estimate."
             )
-        sample = np.atleast_2d(np.cov(array, rowvar=False))
-        eigenvalues, eigenvectors = np.linalg.eigh(sample)
-        leading = np.argsort(eigenvalues)[::-1][: self.n_factors]
-        loadings = eigenvectors[:, leading]
-        factor_variance = np.clip(eigenvalues[leading], 0.0, None)
+        leading = _components_from_observations(array, self.n_factors)
+        if leading is None:
+            sample = np.atleast_2d(np.cov(array, rowvar=False))
+            eigenvalues, eigenvectors = np.linalg.eigh(sample)
+            order = np.argsort(eigenvalues)[::-1][: self.n_factors]
+            loadings, variances = eigenvectors[:, order], np.diag(sample)
+            factor_variance = np.clip(eigenvalues[order], 0.0, None)
+        else:
+            factor_variance, loadings, variances = leading
         systematic = np.sum(loadings**2 * factor_variance, axis=1)
-        specific = np.clip(np.diag(sample) - systematic, 0.0, None)
+        specific = np.clip(variances - systematic, 0.0, None)
         self.loadings_ = loadings
         self.factor_covariance_ = np.diag(factor_variance)
         self.specific_variance_ = specific
-        total = float(np.trace(sample))
+        total = float(np.sum(variances))
         self.explained_variance_ratio_ = float(factor_variance.sum()) / total if total > 0 else 0.0
         self.factor_model_ = FactorModel(loadings, self.factor_covariance_, specific)
         return self
@@ -194,3 +199,46 @@ class PCAFactorModel(CovarianceEstimator):
             self.__dict__["covariance_"] = covariance
             return covariance
         raise AttributeError(name)
+
+
+_GRAM_EIGENVALUE_FLOOR = 1e-10
+"""Smallest leading eigenvalue, relative to the largest, taken from the Gram matrix."""
+
+
+def _components_from_observations(
+    returns: FloatArray, n_components: int
+) -> tuple[FloatArray, FloatArray, FloatArray] | None:
+    """The leading principal components, when there are fewer observations than assets.
+
+    With ``X`` the centred returns (``T x n``, ``T < n``), the sample covariance
+    ``X'X / (T - 1)`` (``n x n``) and the Gram matrix ``X X' / (T - 1)`` (``T x T``)
+    share their non-zero eigenvalues, and ``X'u / sqrt((T - 1) lambda)`` maps an
+    eigenvector ``u`` of the Gram matrix to the covariance's. Decomposing the small
+    matrix costs ``O(T^2 n)`` instead of ``O(n^3)`` (a 252-day window of 500 assets:
+    about a sixth of the time) and never forms the ``n x n`` covariance.
+
+    Returns
+    -------
+    tuple of (eigenvalues, eigenvectors, variances) or None
+        The ``n_components`` largest eigenvalues (descending), their unit eigenvectors
+        as columns and each asset's sample variance; ``None`` when there are at least
+        as many observations as assets, or when a wanted eigenvalue is (numerically)
+        zero, as a direction the returns never moved in is not recoverable from them.
+    """
+    n_observations, n_assets = returns.shape
+    if n_observations >= n_assets or n_components >= n_observations:
+        return None
+    centred = returns - returns.mean(axis=0)
+    scale = n_observations - 1
+    # Only the wanted eigenpairs (LAPACK's syevr): about half the time of all of them.
+    eigenvalues, vectors = scipy.linalg.eigh(
+        centred @ centred.T / scale,
+        subset_by_index=[n_observations - n_components, n_observations - 1],
+        driver="evr",
+    )
+    leading, vectors = eigenvalues[::-1], vectors[:, ::-1]
+    if not leading[-1] > _GRAM_EIGENVALUE_FLOOR * max(float(leading[0]), 0.0):
+        return None
+    loadings: FloatArray = (centred.T @ vectors) / np.sqrt(scale * leading)
+    variances: FloatArray = np.einsum("ij,ij->j", centred, centred) / scale
+    return leading, loadings, variances

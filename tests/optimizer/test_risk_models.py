@@ -95,6 +95,59 @@ def test_pca_factor_model_keeps_the_sample_variances_and_is_low_rank_plus_diagon
     np.testing.assert_allclose(factor_model.covariance(), model.covariance_)
 
 
+def _pca_by_eigen_decomposition(returns: np.ndarray, n_factors: int) -> tuple[np.ndarray, ...]:
+    """The textbook fit: eigenvectors of the dense sample covariance."""
+    sample = np.cov(returns, rowvar=False)
+    eigenvalues, eigenvectors = np.linalg.eigh(sample)
+    order = np.argsort(eigenvalues)[::-1][:n_factors]
+    loadings, variance = eigenvectors[:, order], np.clip(eigenvalues[order], 0.0, None)
+    specific = np.clip(np.diag(sample) - np.sum(loadings**2 * variance, axis=1), 0.0, None)
+    return loadings, variance, specific
+
+
+@pytest.mark.parametrize(
+    ("n_observations", "n_assets", "n_factors"),
+    [(252, 500, 15), (60, 120, 5), (30, 40, 28), (400, 12, 3), (10, 40, 12)],
+    ids=["window-of-500", "fewer-rows", "near-rank", "more-rows", "beyond-rank"],
+)
+def test_pca_factor_model_matches_the_covariance_eigen_decomposition(
+    n_observations: int, n_assets: int, n_factors: int
+) -> None:
+    # With fewer observations than assets the fit decomposes the small Gram matrix
+    # instead of the covariance; it must give the same model. Past the rank of the
+    # returns (beyond-rank: 9 non-zero components, 12 asked) it falls back.
+    rng = np.random.default_rng(n_assets)
+    structure = rng.normal(size=(n_observations, 4)) @ rng.normal(size=(4, n_assets))
+    returns = 0.01 * structure + rng.normal(scale=0.01, size=(n_observations, n_assets))
+    model = PCAFactorModel(n_factors=n_factors).fit(returns)
+    loadings, variance, specific = _pca_by_eigen_decomposition(returns, n_factors)
+    scale = float(variance[0])
+    np.testing.assert_allclose(np.diag(model.factor_covariance_), variance, atol=1e-12 * scale)
+    np.testing.assert_allclose(model.specific_variance_, specific, atol=1e-12 * scale)
+    np.testing.assert_allclose(
+        model.covariance_,
+        (loadings * variance) @ loadings.T + np.diag(specific),
+        atol=1e-12 * scale,
+    )
+    np.testing.assert_allclose(model.loadings_.T @ model.loadings_, np.eye(n_factors), atol=1e-9)
+    if n_factors < n_observations - 1:  # the non-zero components are unique up to sign
+        overlap = np.abs(model.loadings_.T @ loadings)
+        np.testing.assert_allclose(overlap, np.eye(n_factors), atol=1e-8)
+
+
+def test_pca_factor_model_past_the_rank_of_short_returns_falls_back() -> None:
+    # 20 days of 40 assets moved by 4 factors and nothing else: a 6th component has a
+    # zero eigenvalue, which the small Gram matrix cannot give a direction for.
+    rng = np.random.default_rng(5)
+    returns = 0.01 * rng.normal(size=(20, 4)) @ rng.normal(size=(4, 40))
+    model = PCAFactorModel(n_factors=6).fit(returns)
+    _, variance, specific = _pca_by_eigen_decomposition(returns, 6)
+    np.testing.assert_allclose(np.diag(model.factor_covariance_), variance, atol=1e-15)
+    np.testing.assert_allclose(model.specific_variance_, specific, atol=1e-15)
+    np.testing.assert_allclose(model.loadings_.T @ model.loadings_, np.eye(6), atol=1e-9)
+    np.testing.assert_allclose(model.covariance_, np.cov(returns, rowvar=False), atol=1e-15)
+
+
 @pytest.mark.parametrize("n_factors", [0, 12, 2.5])
 def test_pca_factor_model_rejects_a_bad_number_of_factors(
     factor_returns: np.ndarray, n_factors: int
