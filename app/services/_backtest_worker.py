@@ -21,6 +21,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
+from threadpoolctl import threadpool_limits
+
 from app.schemas.backtests import BacktestRequest
 from app.services._backtest_problems import failure_problem
 from app.services._backtest_store import BacktestStore
@@ -61,8 +63,16 @@ class JobSpec:
 
 
 def initialize_worker() -> None:
-    """In each new worker process: leave Ctrl-C to the server, which re-queues the jobs."""
+    """In each new worker process: leave Ctrl-C to the server, which re-queues the jobs.
+
+    BLAS and LAPACK get one thread. A back-test's matrices are small (a 252-day window
+    of at most a few hundred assets), and on a machine whose cores the server shares,
+    threaded BLAS pools spin while they wait for a core: ``make bench-backtest``
+    measured eigen-decompositions 10-40x slower under load, and one thread nearly
+    halved the time per rebalance even on a quiet machine (docs/benchmarks.md).
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threadpool_limits(limits=1, user_api="blas")
 
 
 def run_job(spec: JobSpec) -> str:
