@@ -21,6 +21,7 @@ COPY README.md ./
 COPY app ./app
 COPY training ./training
 COPY optimizer ./optimizer
+COPY backtest ./backtest
 RUN pip install --no-deps . \
     && find /opt/venv -name __pycache__ -type d -prune -exec rm -rf {} +
 

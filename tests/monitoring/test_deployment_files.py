@@ -16,6 +16,7 @@ import fnmatch
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +217,11 @@ def test_the_dockerfile_is_multi_stage_non_root_with_java_and_a_health_check() -
     copies = re.findall(r"^COPY (?!--from)(.+) \S+$", instructions, flags=re.MULTILINE)
     sources = [source for line in copies for source in line.split()]
     assert "deploy/gunicorn.conf.py" in sources
+    # Every package the wheel is built from is in the image (pip install . in the build).
+    packaged = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"
+    ]["find"]["include"]
+    assert {p.rstrip("*") for p in packaged} <= set(sources)
     for source in sources:
         assert (REPO / source).exists(), source
         assert not _dockerignored(source, ignored), source
