@@ -46,7 +46,7 @@ COPY --from=build /opt/venv /opt/venv
 COPY config ./config
 COPY deploy/gunicorn.conf.py ./deploy/
 COPY deploy/spark ./deploy/spark
-RUN mkdir -p data models audit && chown -R 10001:10001 data models audit
+RUN mkdir -p data models audit backtests && chown -R 10001:10001 data models audit backtests
 USER 10001:10001
 EXPOSE 8000
 # Liveness only: /readyz stays 503 until a model exists, which is no reason to restart.

@@ -56,6 +56,7 @@ def test_the_kustomization_lists_every_manifest() -> None:
             "HorizontalPodAutoscaler",
             "PersistentVolumeClaim",
             "PersistentVolumeClaim",
+            "PersistentVolumeClaim",
             "Service",
         ]
     )
@@ -117,13 +118,15 @@ def test_service_hpa_claims_and_config_refer_to_what_exists() -> None:
     claims = {m["metadata"]["name"] for m in _manifests() if m["kind"] == "PersistentVolumeClaim"}
     config = _one("ConfigMap")
     cronjob_pod = _one("CronJob")["spec"]["jobTemplate"]["spec"]["template"]
-    for pod_spec in (pod["spec"], cronjob_pod["spec"]):
+    # The API mounts every claim; the pipeline only the model store and the data.
+    pipeline_claims = {"quantserve-models", "quantserve-data"}
+    for pod_spec, expected in ((pod["spec"], claims), (cronjob_pod["spec"], pipeline_claims)):
         used = {
             v["persistentVolumeClaim"]["claimName"]
             for v in pod_spec["volumes"]
             if "persistentVolumeClaim" in v
         }
-        assert used == claims
+        assert used == expected
         for container in pod_spec["containers"]:
             assert container["envFrom"] == [{"configMapRef": {"name": config["metadata"]["name"]}}]
 
