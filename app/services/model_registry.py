@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from training.model_store import latest_version, read_metadata
+from training.model_store import latest_version, list_models, read_metadata
 from training.registry import ModelRegistry, VersionRecord
 
 logger = logging.getLogger(__name__)
@@ -92,6 +92,11 @@ def load_model(models_dir: Path, name: str, version: int | None = None) -> Loade
     saved = tf.saved_model.load(str(path))
     logger.info("loaded model %s version %s from %s", name, chosen, path)
     return LoadedModel(name=name, version=chosen, path=path, metadata=metadata, saved_model=saved)
+
+
+def model_names(models_dir: Path, configured: str) -> list[str]:
+    """The models in the store and the configured one (which may have no version yet)."""
+    return sorted(set(list_models(models_dir)) | {configured})
 
 
 def describe_model_store(models_dir: Path, name: str) -> list[VersionRecord]:

@@ -6,8 +6,7 @@ from fastapi import APIRouter
 
 from app.api.deps import ServingStateDep, SettingsDep
 from app.schemas.models import ModelDescription, ModelsResponse, VersionStage
-from app.services.model_registry import describe_model_store
-from training.model_store import list_models
+from app.services.model_registry import describe_model_store, model_names
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
@@ -15,9 +14,8 @@ router = APIRouter(prefix="/v1", tags=["models"])
 @router.get("/models")
 def list_served_models(settings: SettingsDep, state: ServingStateDep) -> ModelsResponse:
     """Each model's name, versions, serving version and metadata."""
-    names = set(list_models(settings.models_dir)) | {settings.model_name}
     described = []
-    for name in sorted(names):
+    for name in model_names(settings.models_dir, settings.model_name):
         serving = state.model if state.model is not None and state.model.name == name else None
         records = describe_model_store(settings.models_dir, name)
         described.append(
