@@ -16,8 +16,10 @@ counts as a candidate.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,6 +45,18 @@ class Stage(StrEnum):
 
 class RegistryError(PipelineError):
     """A registry operation cannot be done; the message says why and what to do."""
+
+
+class RegistryNotWritable(RegistryError):
+    """The registry's folder cannot be written by this process (a read-only mount)."""
+
+
+NOT_WRITABLE_HINT = (
+    "Change stages where the model store is writable: `quantserve models promote VERSION` "
+    "or `quantserve models rollback` in the pipeline's container or job (the API's "
+    "deployments mount the store read-only; the server follows the registry within one "
+    "poll)"
+)
 
 
 @dataclass(frozen=True)
@@ -193,16 +207,43 @@ class ModelRegistry:
 
     @contextlib.contextmanager
     def _update(self) -> Iterator[dict[str, Any]]:
-        """Read, let the caller change, write back atomically, all under an exclusive lock."""
-        self.model_dir.mkdir(parents=True, exist_ok=True)
-        with (self.model_dir / LOCK_FILE).open("a") as lock:
+        """Read, let the caller change, write back atomically, all under an exclusive lock.
+
+        Raises
+        ------
+        RegistryNotWritable
+            When the folder is read-only to this process (nothing was changed).
+        """
+        with _writable(self.model_dir):
+            self.model_dir.mkdir(parents=True, exist_ok=True)
+            lock = (self.model_dir / LOCK_FILE).open("a")
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 state = self._read()
                 yield state
-                atomic_write_json(self.path, state)
+                with _writable(self.model_dir):
+                    atomic_write_json(self.path, state)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+_READ_ONLY_ERRORS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+@contextlib.contextmanager
+def _writable(model_dir: Path) -> Iterator[None]:
+    """Turn a read-only file system or a refused write into :class:`RegistryNotWritable`."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _READ_ONLY_ERRORS:
+            raise
+        reason = os.strerror(exc.errno).lower() if exc.errno is not None else "refused"
+        raise RegistryNotWritable(
+            f"the registry of model {model_dir.name!r} cannot be written by this server "
+            f"({reason}); nothing was changed. {NOT_WRITABLE_HINT}."
+        ) from exc
 
 
 def _entry(stage: Stage, reason: str) -> dict[str, str]:

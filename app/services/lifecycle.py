@@ -191,8 +191,9 @@ class ModelLifecycle:
     def promote(self, name: str, version: int, reason: str = "promoted") -> ReloadResult:
         """Load and verify ``version``, then make it production, then serve it.
 
-        Raises ModelVersionNotFound for a model or version not in the store and
-        ModelVersionRefused (the registry untouched) for a version that fails.
+        Raises ModelVersionNotFound for a model or version not in the store,
+        ModelVersionRefused (the registry untouched) for a version that fails, and
+        RegistryConflict when the registry cannot be written (a read-only store).
         """
         with self._lock:
             self._refreeze_if_pending()
@@ -200,7 +201,10 @@ class ModelLifecycle:
             before = self._current
             fingerprint = read_fingerprint(self.settings, version)
             state = self._build_or_refuse(fingerprint)
-            previous = registry.promote(version, reason)
+            try:
+                previous = registry.promote(version, reason)
+            except RegistryError as exc:  # e.g. a store mounted read-only
+                raise RegistryConflict(str(exc)) from exc
             self._swap(*_in_production(state, fingerprint))
             change = RegistryChange("promote", version, previous)
             return ReloadResult(ReloadOutcome.SWAPPED, self._current, before, None, change)

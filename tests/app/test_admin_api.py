@@ -20,6 +20,7 @@ from tests.app.test_lifecycle import (
     settings_for,
     tiny_store,
 )
+from tests.read_only import read_only
 from training.registry import ModelRegistry, Stage
 
 PROBLEM_JSON = "application/problem+json"
@@ -211,3 +212,24 @@ def test_every_admin_action_leaves_an_audit_row_with_its_outcome(
     assert events[2]["model_versions"] == {"forecaster": 1}
     assert events[2]["key_id"] == "dev"
     assert any("by key dev" in str(change.get("reason")) for change in registry_of(root).history())
+
+
+def test_promote_and_rollback_on_a_read_only_store_are_409s_that_say_where_to_do_it(
+    client: TestClient, root: Path
+) -> None:
+    """As the Compose and Kubernetes deployments mount it: a 409 problem, never a 500."""
+    assert client.post("/v1/admin/models/forecaster/versions/1/promote").status_code == 200
+    assert client.post("/v1/admin/models/forecaster/versions/2/promote").status_code == 200
+    history = registry_of(root).path.read_text()
+    with read_only(root / "models" / "forecaster"):
+        body = problem(
+            client.post("/v1/admin/models/forecaster/versions/1/promote"), 409, "registry-conflict"
+        )
+        assert "read-only file system" in body["detail"]
+        assert "quantserve models promote VERSION" in body["detail"]
+        body = problem(
+            client.post("/v1/admin/models/forecaster/rollback"), 409, "registry-conflict"
+        )
+        assert "nothing was changed" in body["detail"]
+        assert forecast(client)["model"]["version"] == 2  # still serving production
+    assert registry_of(root).path.read_text() == history

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.read_only import read_only
 from training.errors import ArtifactNotFound
-from training.registry import ModelRegistry, RegistryError, Stage
+from training.registry import ModelRegistry, RegistryError, RegistryNotWritable, Stage
 
 
 def _store(tmp_path: Path, versions: int) -> ModelRegistry:
@@ -98,3 +99,16 @@ def test_concurrent_updates_from_processes_lose_nothing(tmp_path: Path) -> None:
         assert worker.exitcode == 0
     data = json.loads(registry.path.read_text())
     assert sorted(map(int, data["versions"])) == list(range(1, 81))
+
+
+def test_a_read_only_store_refuses_changes_and_says_where_to_make_them(tmp_path: Path) -> None:
+    registry = _store(tmp_path, 2)
+    registry.promote(1)
+    before = registry.path.read_text()
+    with read_only(registry.model_dir):
+        with pytest.raises(RegistryNotWritable, match="quantserve models promote VERSION"):
+            registry.promote(2)
+        with pytest.raises(RegistryNotWritable, match="read-only file system"):
+            registry.rollback()
+        assert registry.production() == 1  # reading still works
+    assert registry.path.read_text() == before  # nothing was changed
