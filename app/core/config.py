@@ -131,6 +131,12 @@ class BatchingSettings(BaseModel):
     max_wait_ms: float = Field(
         2.0, ge=0, description="Longest a request waits for others to join its batch."
     )
+    max_enqueued_batches: int = Field(
+        16,
+        ge=1,
+        description="Batches' worth of instances that may wait per model (TF Serving's "
+        "max_enqueued_batches); past it a request is refused with 503 and Retry-After.",
+    )
 
 
 class AuditSettings(BaseModel):

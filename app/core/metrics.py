@@ -137,6 +137,13 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS_SECONDS,
             registry=registry,
         )
+        self.predict_refused = Counter(
+            "quantserve_predict_refused",
+            "Predict requests refused because the model's batch queue was full "
+            "(batching.max_enqueued_batches).",
+            ["model"],
+            registry=registry,
+        )
         self.model_load_failures = Counter(
             "quantserve_model_load_failures",
             "Model loads that failed: missing (no version or features yet), invalid (an "

@@ -19,6 +19,10 @@ Triton's dynamic batcher (``max_queue_delay_microseconds``) and Ray Serve's
   cause is the model's exception; the next batch runs as usual.
 - One batch per model runs at a time (Ray's ``max_concurrent_batches=1``): requests that
   arrive meanwhile queue for the next, which is how batches grow under load.
+- The queue is bounded, as TF Serving's ``max_enqueued_batches``: once
+  ``max_enqueued_batches x max_batch_size`` instances wait for one model, a request is
+  refused at once with :class:`BatchQueueFull` (503 with ``Retry-After``) rather than
+  left to wait behind an ever longer queue.
 
 Bodies are validated before ``run`` (``TFServingService.parse_predict``), so a bad
 request never joins a batch. At idle nothing runs: a model's drain task ends once its
@@ -51,6 +55,14 @@ class BatchFailed(RuntimeError):
 
 class BatcherClosed(RuntimeError):
     """The server is shutting down and takes no more predict requests."""
+
+
+class BatchQueueFull(RuntimeError):
+    """Too many instances already wait for this model; retry after ``retry_after`` s."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(eq=False)
@@ -90,6 +102,7 @@ class MicroBatcher:
         self.enabled = settings.enabled
         self.max_batch_size = settings.max_batch_size
         self.max_wait_seconds = settings.max_wait_ms / 1000
+        self.max_queued_rows = settings.max_enqueued_batches * settings.max_batch_size
         self._metrics = metrics
         self._queues: dict[int, _ModelQueue] = {}
         self._closed = False
@@ -114,6 +127,13 @@ class MicroBatcher:
             queue = self._queues[id(model)] = _ModelQueue(model)
             queue.task = asyncio.create_task(
                 self._drain(queue), name=f"batcher {model.name} v{model.version}"
+            )
+        if queue.rows + rows > self.max_queued_rows:
+            self._metrics.predict_refused.labels(model.name).inc()
+            raise BatchQueueFull(
+                f"{queue.rows} instances already wait for model {model.name} version "
+                f"{model.version} (the limit is batching.max_enqueued_batches x "
+                f"max_batch_size = {self.max_queued_rows}); retry shortly"
             )
         loop = asyncio.get_running_loop()
         request = _Request(features, loop.create_future(), loop.time())

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from app.core.config import BatchingSettings, Settings
 from app.core.metrics import ServiceMetrics
 from app.main import create_app
-from app.services.batching import BatcherClosed, BatchFailed, MicroBatcher
+from app.services.batching import BatcherClosed, BatchFailed, BatchQueueFull, MicroBatcher
 from app.services.model_registry import LoadedModel, load_model
 from tests.training.synthetic import build_model_store
 from training import schema
@@ -326,3 +326,30 @@ def test_disabled_batching_over_http_is_one_call_per_request(
     assert calls == len(requests)
     for response, features in zip(responses, requests, strict=True):
         assert_predictions_alone(model, response, features)
+
+
+def test_a_full_queue_refuses_at_once_and_the_queued_are_answered(
+    model: LoadedModel, counted: CountingModel
+) -> None:
+    """Past max_enqueued_batches x max_batch_size waiting instances: BatchQueueFull."""
+    queued = [windows(2, seed) for seed in range(4)]  # 8 instances: the limit, 2 x 4
+
+    async def scenario() -> tuple[list[dict[str, np.ndarray]], str, CollectorRegistry]:
+        registry = CollectorRegistry()
+        settings = BatchingSettings(max_batch_size=4, max_wait_ms=200, max_enqueued_batches=2)
+        micro = MicroBatcher(settings, ServiceMetrics(registry))
+        tasks = [asyncio.create_task(micro.run(counted, f)) for f in queued]
+        await asyncio.sleep(0)  # all four queued; the drain task waits for max_wait
+        with pytest.raises(BatchQueueFull) as refused:
+            await micro.run(counted, windows(1, 99))
+        results = await asyncio.gather(*tasks)
+        await micro.close()
+        return list(results), str(refused.value), registry
+
+    results, message, registry = asyncio.run(scenario())
+    assert "max_enqueued_batches" in message
+    assert "8 instances already wait" in message
+    assert_answers_alone(model, queued, results)
+    assert (
+        registry.get_sample_value("quantserve_predict_refused_total", {"model": "forecaster"}) == 1
+    )

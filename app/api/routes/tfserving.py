@@ -34,7 +34,7 @@ from app.schemas.tfserving import (
     ModelVersionStatus,
     PredictRequest,
 )
-from app.services.batching import BatcherClosed
+from app.services.batching import BatcherClosed, BatchQueueFull
 from app.services.model_registry import LoadedModel
 from app.services.tfserving import (
     SIGNATURE_NAME,
@@ -64,6 +64,13 @@ class TFServingRoute(APIRoute):
             except BatcherClosed as exc:
                 # TensorFlow Serving's UNAVAILABLE, so clients retry on another replica.
                 return JSONResponse({"error": str(exc)}, status_code=503)
+            except BatchQueueFull as exc:
+                # UNAVAILABLE too, as TF Serving answers a full batching queue.
+                return JSONResponse(
+                    {"error": str(exc)},
+                    status_code=503,
+                    headers={"Retry-After": str(exc.retry_after)},
+                )
             except HTTPException as exc:
                 # 401/403/429 from the role dependency (app.core.security) and 413 from
                 # the body limit: their status and headers (WWW-Authenticate, Retry-After),
