@@ -10,19 +10,40 @@ solve per group, on the error path only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 
 import cvxpy as cp
 
 NamedConstraints = tuple[str, Sequence[cp.Constraint]]
 
+TIME_LIMIT_OPTIONS: Mapping[str, str] = {
+    "CLARABEL": "time_limit",  # seconds; stops with status MaxTime (cvxpy: user_limit)
+    "SCS": "time_limit_secs",  # seconds; stops with an inaccurate solution
+    "OSQP": "time_limit",  # seconds
+}
+"""Each solver's own time-limit option. Solvers not listed cannot be stopped: the limit
+is checked after they return."""
 
-def _feasible(groups: Sequence[NamedConstraints], solver: str) -> bool | None:
-    """Whether the union of ``groups`` is feasible; ``None`` if the solver cannot tell."""
+
+def _feasible(
+    groups: Sequence[NamedConstraints], solver: str, deadline: float | None = None
+) -> bool | None:
+    """Whether the union of ``groups`` is feasible; ``None`` if the solver cannot tell.
+
+    Past ``deadline`` (a ``time.perf_counter()`` value) it cannot: ``None``.
+    """
+    options: dict[str, float] = {}
+    if deadline is not None:
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            return None
+        if solver in TIME_LIMIT_OPTIONS:
+            options[TIME_LIMIT_OPTIONS[solver]] = remaining
     constraints = [item for _, items in groups for item in items]
     problem = cp.Problem(cp.Minimize(0), constraints)
     try:
-        problem.solve(solver=solver)  # type: ignore[no-untyped-call]
+        problem.solve(solver=solver, **options)  # type: ignore[no-untyped-call]
     except cp.SolverError:
         return None
     if problem.status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
@@ -33,7 +54,10 @@ def _feasible(groups: Sequence[NamedConstraints], solver: str) -> bool | None:
 
 
 def conflicting_constraints(
-    groups: Sequence[NamedConstraints], solver: str, fixed: Sequence[cp.Constraint] = ()
+    groups: Sequence[NamedConstraints],
+    solver: str,
+    fixed: Sequence[cp.Constraint] = (),
+    deadline: float | None = None,
 ) -> list[str] | None:
     """Names of a minimal set of ``groups`` that are infeasible together.
 
@@ -47,15 +71,18 @@ def conflicting_constraints(
     fixed : sequence of cp.Constraint, optional
         Constraints always kept and never named (e.g. ``kappa == 1``, which turns a
         homogenised problem back into one on the weights).
+    deadline : float, optional
+        ``time.perf_counter()`` value past which no more feasibility solves start (the
+        request's time limit); the answer is then ``None``.
 
     Returns
     -------
     list of str or None
         The conflicting groups' names, in input order; empty when all the groups can
         hold together (the conflict is elsewhere, e.g. in an objective's own
-        condition); ``None`` when the solver cannot tell.
+        condition); ``None`` when the solver cannot tell or the deadline passed.
     """
-    everything = _feasible([*groups, ("", fixed)], solver)
+    everything = _feasible([*groups, ("", fixed)], solver, deadline)
     if everything is None:
         return None
     if everything:
@@ -64,7 +91,7 @@ def conflicting_constraints(
     for group in list(groups):
         trial = [g for g in kept if g is not group]
         trial_with_fixed: list[NamedConstraints] = [*trial, ("", fixed)]
-        feasible = _feasible(trial_with_fixed, solver)
+        feasible = _feasible(trial_with_fixed, solver, deadline)
         if feasible is None:
             return None
         if not feasible:

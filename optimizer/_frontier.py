@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -9,7 +10,12 @@ import numpy as np
 
 from optimizer._constraints import Constraint
 from optimizer._data import ProblemData
-from optimizer._errors import InvalidProblem, OptimizerError, ProgramUnbounded
+from optimizer._errors import (
+    InvalidProblem,
+    OptimizerError,
+    ProgramUnbounded,
+    SolverTimeLimitExceeded,
+)
 from optimizer._objectives import MaxReturn, MinVariance
 from optimizer._result import PortfolioResult
 from optimizer._targets import EfficientReturn
@@ -31,9 +37,16 @@ def efficient_frontier(
     n_points: int,
     risk_free_rate: float,
 ) -> list[PortfolioResult]:
-    """See :meth:`PortfolioOptimizer.frontier`."""
+    """See :meth:`PortfolioOptimizer.frontier`.
+
+    The optimizer's ``time_limit_seconds`` bounds the whole frontier, not each point: no
+    point starts once it has run out (each solve is bounded too, so a frontier ends
+    within twice the limit), rather than ``n_points`` times the limit.
+    """
     if not (isinstance(n_points, int) and n_points >= 2):
         raise InvalidProblem(f"n_points={n_points} must be an integer of at least 2.")
+    started = time.perf_counter()
+    limit = optimizer.time_limit_seconds
     lowest = optimizer.solve(MinVariance(), constraints, data, risk_free_rate=risk_free_rate)
     try:
         highest = optimizer.solve(MaxReturn(), constraints, data, risk_free_rate=risk_free_rate)
@@ -50,6 +63,14 @@ def efficient_frontier(
     targets = np.linspace(bottom, top - _TOP_MARGIN * span, n_points)
     points = [lowest]
     for target in targets[1:]:
+        if limit is not None and time.perf_counter() - started > limit:
+            raise SolverTimeLimitExceeded(
+                f"the frontier ran out of its {limit:g} s time limit after {len(points)} of "
+                f"{n_points} points. Ask for fewer points or tickers, or raise the limit.",
+                time_limit_seconds=limit,
+                status=None,
+                constraints=[c.name for c in constraints],
+            )
         try:
             point = optimizer.solve(
                 EfficientReturn(float(target)), constraints, data, risk_free_rate=risk_free_rate

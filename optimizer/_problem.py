@@ -20,7 +20,7 @@ from optimizer._constraints import (
     implied_weight_bounds,
 )
 from optimizer._data import ProblemData
-from optimizer._diagnose import conflicting_constraints
+from optimizer._diagnose import TIME_LIMIT_OPTIONS, conflicting_constraints
 from optimizer._errors import (
     NumericalSolverError,
     ProgramInfeasible,
@@ -47,14 +47,6 @@ SOLVER_OPTIONS: Mapping[str, Mapping[str, Any]] = {
     "SCS": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 100_000},
 }
 """Options passed to each solver; others run with cvxpy's defaults."""
-
-TIME_LIMIT_OPTIONS: Mapping[str, str] = {
-    "CLARABEL": "time_limit",  # seconds; stops with status MaxTime (cvxpy: user_limit)
-    "SCS": "time_limit_secs",  # seconds; stops with an inaccurate solution
-    "OSQP": "time_limit",  # seconds
-}
-"""Each solver's own time-limit option. Solvers not listed cannot be stopped: the limit
-is checked after they return."""
 
 
 def canonical_constraints(constraints: Sequence[Constraint]) -> tuple[Constraint, ...]:
@@ -212,22 +204,34 @@ class CompiledProblem:
         """
         if compile_key(data_shape(data), objective, constraints) != self.key:
             raise ValueError("the request's structure does not match this compiled problem")
-        with self._lock:
+        # The time limit counts from here: waiting for another solve of this problem
+        # (the lock) spends it too, so a queue of same-shape requests cannot outlast it.
+        start = time.perf_counter()
+        deadline = None if time_limit_seconds is None else start + time_limit_seconds
+        if not self._lock.acquire(timeout=-1 if time_limit_seconds is None else time_limit_seconds):
+            raise self._out_of_time(
+                time_limit_seconds, ["waited for other solves of this problem"], None
+            )
+        try:
             self._context.risk.update(data)
             objective.update(self._objective, data)
             for constraint, compiled in zip(constraints, self._constraints, strict=True):
                 constraint.update(compiled, data)
-            return self._solve_with_fallbacks(constraints, data, solvers, time_limit_seconds)
+            return self._solve_with_fallbacks(
+                constraints, data, solvers, time_limit_seconds, start, deadline
+            )
+        finally:
+            self._lock.release()
 
     def _solve_with_fallbacks(
         self,
         constraints: Sequence[Constraint],
         data: ProblemData,
         solvers: Sequence[str],
-        time_limit_seconds: float | None = None,
+        time_limit_seconds: float | None,
+        start: float,
+        deadline: float | None,
     ) -> SolveOutcome:
-        start = time.perf_counter()
-        deadline = None if time_limit_seconds is None else start + time_limit_seconds
         attempts: list[str] = []
         last_status: str | None = None
         for index, solver in enumerate(solvers):
@@ -253,7 +257,7 @@ class CompiledProblem:
             status = str(problem.status)
             last_status = status
             if status == cp.INFEASIBLE:
-                involved = self.conflicting_constraints(solver)
+                involved = self.conflicting_constraints(solver, deadline)
                 raise self._infeasible(
                     self.constraint_names if involved is None else involved, status
                 )
@@ -290,7 +294,7 @@ class CompiledProblem:
             )
         # A log barrier (risk budgeting) can hide infeasibility from the solvers: check
         # the constraints alone before blaming the numerics.
-        involved = self.conflicting_constraints(solvers[0]) if solvers else None
+        involved = self.conflicting_constraints(solvers[0], deadline) if solvers else None
         if involved:
             raise self._infeasible(involved, last_status)
         raise NumericalSolverError(
@@ -329,12 +333,15 @@ class CompiledProblem:
             )
         return ProgramInfeasible(detail, status=status, constraints=involved)
 
-    def conflicting_constraints(self, solver: str) -> list[str] | None:
+    def conflicting_constraints(
+        self, solver: str, deadline: float | None = None
+    ) -> list[str] | None:
         """Names of a minimal set of constraints that cannot hold together.
 
         Call after a failed solve (parameters hold the request's values). The
         objective's own constraints (a target return or volatility) take part. Empty
-        when the constraints can all hold; ``None`` when ``solver`` cannot tell.
+        when the constraints can all hold; ``None`` when ``solver`` cannot tell or the
+        request's ``deadline`` (``time.perf_counter()``) passed first.
         """
         scale = self._objective.scale
         groups: list[tuple[str, Sequence[cp.Constraint]]] = [
@@ -343,10 +350,10 @@ class CompiledProblem:
         if scale is None:
             own = zip(self._objective.constraint_names, self._objective.constraints, strict=True)
             groups = [*((name, [c]) for name, c in own), *groups]
-            return conflicting_constraints(groups, solver)
+            return conflicting_constraints(groups, solver, deadline=deadline)
         # A homogenised problem (max Sharpe, risk budgeting): with kappa == 1 the
         # variables are the weights; the objective's normalisation is left out.
-        return conflicting_constraints(groups, solver, fixed=(scale == 1.0,))
+        return conflicting_constraints(groups, solver, fixed=(scale == 1.0,), deadline=deadline)
 
     @staticmethod
     def _check_solution(
