@@ -225,7 +225,9 @@ class Settings(BaseSettings):
         "core). One halves the CPU of a small batch: idle pool threads spin.",
     )
     dev_mode: bool = Field(
-        False, description="Serve without API keys (every caller is admin); warns at start."
+        False,
+        description="Serve without API keys (every caller is admin); warns at start. "
+        "Refused in production when no keys are configured.",
     )
     api_keys: Annotated[tuple[ApiKey, ...], NoDecode] = Field(
         (), description="JSON list, or id:role:sha256 entries separated by commas."

@@ -14,6 +14,8 @@ Roles
 Development mode
     With no keys configured the server refuses to start, unless ``dev_mode`` is set:
     then every request is ``Principal("dev", "admin")``, and start-up logs a warning.
+    In production (``environment: production``) it refuses even then: development mode
+    is for development and tests only.
 Rate limit
     A token bucket per key id (``limits.rate_per_second`` refill, ``limits.burst``
     size); a request finding it empty gets 429 with ``Retry-After``. The buckets live
@@ -64,6 +66,14 @@ NO_KEYS_MESSAGE: Final = (
     "QUANTSERVE_DEV_MODE=1 to serve without keys, every caller being admin."
 )
 
+DEV_MODE_IN_PRODUCTION_MESSAGE: Final = (
+    "development mode is on (QUANTSERVE_DEV_MODE) in production (environment: production) "
+    "with no API keys configured, so every caller would be admin. Create keys with "
+    "`quantserve keys create --id NAME --role viewer|trader|admin`, set QUANTSERVE_API_KEYS "
+    "(or api_keys in the config file) and unset QUANTSERVE_DEV_MODE; or, if this server is "
+    "not production, set QUANTSERVE_ENVIRONMENT=development."
+)
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -95,13 +105,23 @@ def generate_key() -> str:
 
 
 class MissingApiKeys(RuntimeError):
-    """The server was asked to start with no API keys and without development mode."""
+    """No API keys, and either no development mode or development mode in production."""
 
 
 def check_can_start(settings: Settings) -> None:
-    """Refuse a server that would be open to anyone (see :data:`NO_KEYS_MESSAGE`)."""
-    if not settings.api_keys and not settings.dev_mode:
+    """Refuse a server that would be open to anyone.
+
+    No keys and no ``dev_mode``: :data:`NO_KEYS_MESSAGE`. No keys and ``dev_mode`` in
+    production: :data:`DEV_MODE_IN_PRODUCTION_MESSAGE`. Checked here, where the server
+    starts, rather than in ``Settings``: only a server is opened by the combination, and
+    the pipeline commands, which need no keys, read the same settings.
+    """
+    if settings.api_keys:
+        return
+    if not settings.dev_mode:
         raise MissingApiKeys(NO_KEYS_MESSAGE)
+    if settings.environment == "production":
+        raise MissingApiKeys(DEV_MODE_IN_PRODUCTION_MESSAGE)
 
 
 class KeyRing:

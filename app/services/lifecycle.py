@@ -36,6 +36,7 @@ from app.services.serving import (
     build_optimizer,
     build_serving_state,
     failure_reason,
+    not_ready_reason,
     not_ready_state,
 )
 from optimizer import PortfolioOptimizer
@@ -120,9 +121,10 @@ class ModelLifecycle:
     def load(self) -> ServingState:
         """The first load, at start; never raises.
 
-        A failure leaves the server live but not ready with the reason (``/readyz``
-        says it) and counts in ``quantserve_model_load_failures_total``; the next change
-        on disk that a check notices is tried.
+        A failure leaves the server live but not ready with the reason in plain words
+        (``/readyz`` says it; the log has the details) and counts in
+        ``quantserve_model_load_failures_total``; the next change on disk that a check
+        notices is tried.
         """
         with self._lock:
             self.metrics.model_last_check.set_to_current_time()
@@ -131,11 +133,16 @@ class ModelLifecycle:
                 state = self._build(fingerprint)
             except Exception as exc:
                 failure = failure_reason(exc)
-                reason = self._not_ready_reason(exc)
+                version = fingerprint.version if fingerprint is not None else None
+                reason = self._not_ready_reason(version, failure)
                 self.metrics.model_load_failures.labels(failure).inc()
-                logger.warning(
-                    "not ready: %s",
-                    reason,
+                # Once per start; a missing model is expected before the first pipeline.
+                logger.log(
+                    logging.WARNING if failure == "missing" else logging.ERROR,
+                    "not ready: %s (models_dir=%s, data_dir=%s)",
+                    exc,
+                    self.settings.models_dir.resolve(),
+                    self.settings.data_dir.resolve(),
                     exc_info=failure == "error",
                     extra={"load_failure": failure},
                 )
@@ -326,7 +333,7 @@ class ModelLifecycle:
         if not self._current.ready:
             # Still nothing to serve: /readyz and 503 bodies say why, as of now.
             previous = self._current
-            reason = self._not_ready_reason(refused)
+            reason = self._not_ready_reason(refused.version, failure)
             self._current = not_ready_state(self.settings, self.optimizer, reason)
             self._publish(previous, self._current)
         return refused
@@ -395,8 +402,9 @@ class ModelLifecycle:
             logger.warning("could not fingerprint the model store: %s", exc)
             return None
 
-    def _not_ready_reason(self, exc: BaseException) -> str:
-        return f"{exc} (models_dir={self.settings.models_dir}, data_dir={self.settings.data_dir})"
+    def _not_ready_reason(self, version: int | None, failure: str) -> str:
+        """What ``/readyz`` and 503 bodies say: no exception text, which the log has."""
+        return not_ready_reason(self.settings.model_name, version, failure)
 
     def _model_dir(self, name: str, version: int | None) -> Path:
         """The served model's folder; ModelVersionNotFound for another model or version."""

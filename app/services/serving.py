@@ -49,6 +49,7 @@ class ServingState:
     monitoring: MonitoringFacts = field(default_factory=MonitoringFacts)
     """What the metrics report: model identity, data cutoff, drift, pipeline runs."""
     not_ready_reason: str | None = None
+    """Why nothing serves, shown to callers: plain words, no paths (``not_ready_reason``)."""
     store: FeatureStore | None = None
     """The feature table the forecasts came from (reused when only the model changes)."""
 
@@ -166,6 +167,29 @@ def not_ready_state(settings: Settings, optimizer: PortfolioOptimizer, reason: s
     """A state without a model: live, not ready, and saying why (``/readyz``, 503 bodies)."""
     facts = monitoring_facts(settings.data_dir, None, None)
     return ServingState(None, None, None, optimizer, facts, not_ready_reason=reason)
+
+
+def not_ready_reason(model_name: str, version: int | None, failure: str) -> str:
+    """Why nothing serves, in plain words fit for anyone (``/readyz`` is open).
+
+    ``version`` is the version that failed (None when the store has none) and
+    ``failure`` its :func:`failure_reason` label. The exception's text stays out: it
+    holds absolute paths and library internals, so the log gets it instead.
+    """
+    if failure == "missing" and version is None:
+        return (
+            "no model version is loaded yet: run `quantserve pipeline` "
+            "(or `quantserve train`) to build one"
+        )
+    why = {
+        "missing": "a file it needs or the feature table is missing; `quantserve pipeline` "
+        "rebuilds them",
+        "invalid": "it failed its checks",
+    }.get(failure, "it failed to load")
+    which = (
+        f"model {model_name} version {version}" if version is not None else f"model {model_name}"
+    )
+    return f"{which} was refused ({why}), so nothing serves yet; see the server log for the details"
 
 
 def failure_reason(exc: BaseException) -> str:

@@ -253,7 +253,13 @@ def test_a_server_without_a_model_becomes_ready_when_one_appears(root: Path) -> 
         assert lifecycle.check().outcome is ReloadOutcome.REFUSED
         ready = client.get("/readyz")
         assert ready.status_code == 503
-        assert "version 1 was refused" in ready.json()["reason"]
+        # In plain words: the open probe shows no path and no TensorFlow error text.
+        assert ready.json()["reason"] == (
+            "model forecaster version 1 was refused (it failed to load), so nothing "
+            "serves yet; see the server log for the details"
+        )
+        assert str(root) not in ready.text
+        assert "Cannot parse" not in ready.text
 
         publish_version(root, root / "staged" / "1", 2)
         assert lifecycle.check().outcome is ReloadOutcome.SWAPPED

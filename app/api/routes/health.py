@@ -19,9 +19,12 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "No model loaded yet."}})
+@router.get(
+    "/readyz",
+    responses={503: {"description": "No model loaded yet; `reason` says why in plain words."}},
+)
 async def readyz(state: ServingStateDep) -> JSONResponse:
-    """200 once a model is loaded and forecasting, 503 before."""
+    """200 once a model is loaded and forecasting, 503 before (details in the server log)."""
     if state.ready and state.model is not None:
         return JSONResponse(
             {"status": "ready", "model": {"name": state.model.name, "version": state.model.version}}
