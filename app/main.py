@@ -51,7 +51,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     metrics: ServiceMetrics = app.state.metrics
     # First: a server that cannot record optimize and admin actions must not start.
     app.state.audit = audit_log = await run_in_threadpool(
-        AuditLog.open, settings.audit_url, metrics
+        AuditLog.open, settings.audit_url, metrics, settings.audit
     )
     # Back-test jobs: re-queues those a dead server left running, then runs queued ones
     # in worker processes (never in this process's event loop or thread pool).

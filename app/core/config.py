@@ -140,12 +140,24 @@ class BatchingSettings(BaseModel):
 
 
 class AuditSettings(BaseModel):
-    """Where optimize, back-test and admin actions are recorded."""
+    """Where optimize, back-test and admin actions are recorded, how much and how long."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: str | None = Field(
         None, description="SQLAlchemy URL; None is SQLite in WAL mode at <data_dir>/audit.db."
+    )
+    max_stored_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="Largest inputs or outputs JSON a row keeps whole; a larger one is "
+        "replaced by a note with its SHA-256 and size (inputs_sha256 is always kept).",
+    )
+    retention_days: int | None = Field(
+        None,
+        ge=1,
+        description="Rows older than this are deleted, at start and then at most hourly, "
+        "in the background; None keeps every row for ever.",
     )
 
 

@@ -24,12 +24,20 @@ class AuditEvent(BaseModel):
         description="success, the problem type's slug of an error (e.g. infeasible), "
         "started (an admin action whose outcome was not recorded), or cancelled."
     )
-    inputs: JsonValue = Field(description="The request body.")
+    inputs: JsonValue = Field(
+        description="The request body; one over audit.max_stored_bytes is replaced by "
+        '{"truncated": true, "sha256", "size_bytes", "note"}.'
+    )
+    inputs_sha256: str | None = Field(
+        description="SHA-256 (hex) of the whole request body's compact JSON, even when "
+        "inputs is truncated; null without inputs or for rows older than this column."
+    )
     model_versions: dict[str, int] | None = Field(
         description="Model name to the version used; null when no model was used."
     )
     outputs: JsonValue = Field(
-        description="The response body, or the problem document of an error."
+        description="The response body, or the problem document of an error; truncated "
+        "like inputs past audit.max_stored_bytes."
     )
     duration_ms: float | None = Field(description="From the start of the action to its record.")
 

@@ -10,14 +10,23 @@ would survive a crash but could lose the last commits on power loss). The sync c
 solve. ``busy_timeout`` makes concurrent writers (gunicorn workers share the file) wait
 for the lock instead of failing. WAL needs a local disk, not a network file system.
 
-Schema changes: there is no migrations tool yet; ``create_all`` makes the table at start
-and leaves an existing one alone. The first change to the schema brings Alembic, with
+Schema changes: there is no migrations tool yet. ``create_tables`` makes a missing table
+and adds the *nullable* columns an existing one lacks (``ALTER TABLE ... ADD COLUMN``,
+which rewrites no rows on SQLite or PostgreSQL), so a database made by an older release
+keeps working: its old rows read NULL there. ``inputs_sha256`` came that way. Any other
+change (a type, a rename, a NOT NULL column, an index on old rows) brings Alembic, with
 this schema as its base revision.
+
+Stored sizes: ``stored_json`` keeps an ``inputs`` or ``outputs`` document whole up to
+``audit.max_stored_bytes`` and replaces a larger one by a note carrying its SHA-256 and
+size; ``inputs_sha256`` always holds the fingerprint of the whole inputs.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import logging
 import os
 import threading
 import time
@@ -32,6 +41,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Connection,
     DateTime,
     Dialect,
     Float,
@@ -43,14 +53,22 @@ from sqlalchemy import (
     TypeDecorator,
     create_engine,
     event,
+    inspect,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.schema import CreateColumn
+
+logger = logging.getLogger("app.services.audit")
 
 # Milliseconds a writer waits for another process's write lock before the write fails.
 SQLITE_BUSY_TIMEOUT_MS: Final = 5_000
+# The largest row id (and so pagination cursor) a table here can hold: SQLite's INTEGER
+# and PostgreSQL's BIGINT are signed 64-bit. A larger number must be refused at the edge:
+# the database driver cannot even bind it (OverflowError), which would answer 500.
+MAX_ROW_ID: Final = 2**63 - 1
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -98,6 +116,8 @@ audit_events = Table(
     Column("status", Integer, comment="HTTP status answered; NULL while started"),
     Column("outcome", String(64), nullable=False),
     Column("inputs", JSON_TYPE),
+    # Added after the first release (create_tables adds it to older databases: NULL there).
+    Column("inputs_sha256", String(64), comment="SHA-256 of the whole inputs' JSON"),
     Column("model_versions", JSON_TYPE),
     Column("outputs", JSON_TYPE),
     Column("duration_ms", Float),
@@ -223,18 +243,87 @@ def _json_dumps(value: Any) -> str:
 
 def create_tables(engine: Engine, attempts: int = 5, tables: MetaData = metadata) -> None:
     """Create the tables of ``tables`` (default: the audit trail's) and their indexes unless
-    they exist, however many workers start at once.
+    they exist, and add the nullable columns an existing table lacks, however many workers
+    start at once.
 
     gunicorn starts its workers together. On a new SQLite file, one worker switching it to
     WAL holds a lock that fails the others' connections at once (busy_timeout does not
-    cover it), and another may create the table between this one's check and its CREATE.
-    Either is over in moments: the next attempt finds the table and creates nothing.
+    cover it), and another may create the table (or add a column) between this one's check
+    and its statement. Either is over in moments: the next attempt finds the table and
+    its columns and changes nothing.
     """
     for attempt in range(1, attempts + 1):
         try:
             tables.create_all(engine)
+            with engine.begin() as connection:
+                _add_missing_columns(connection, tables)
             return
         except DatabaseError:
             if attempt == attempts:
                 raise
             time.sleep(0.2 * attempt)
+
+
+def _add_missing_columns(connection: Connection, tables: MetaData) -> None:
+    """``ALTER TABLE ... ADD COLUMN`` each nullable column of ``tables`` the database lacks.
+
+    Raises
+    ------
+    RuntimeError
+        A missing column that old rows could not leave NULL: that change needs a migration.
+    """
+    preparer = connection.dialect.identifier_preparer
+    inspector = inspect(connection)
+    for table in tables.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable or column.primary_key or column.server_default is not None:
+                raise RuntimeError(
+                    f"the table {table.name} lacks the column {column.name}, which cannot be "
+                    "added in place (it is not a plain nullable column): migrate the database"
+                )
+            definition = CreateColumn(column).compile(dialect=connection.dialect)
+            connection.exec_driver_sql(
+                f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN {definition}"
+            )
+            logger.warning(
+                "added the column %s to the table %s, created by an older release; its "
+                "existing rows hold NULL there",
+                column.name,
+                table.name,
+            )
+
+
+# The note that replaces a document over audit.max_stored_bytes says so in this key.
+TRUNCATED_KEY: Final = "truncated"
+
+
+def stored_json(value: Any, max_bytes: int) -> tuple[Any, str | None]:
+    """What a JSON column stores for ``value``, and the SHA-256 (hex) of its whole JSON.
+
+    The fingerprint is taken of the compact UTF-8 JSON the column would store (pydantic's
+    serialisation, ``_json_dumps``: a model's fields in schema order, a dict's keys in the
+    client's order, no spaces, non-finite numbers as null), so on SQLite the stored text of
+    a whole document hashes to it. Keys are not sorted: sorting a 4 MiB body in Python
+    takes ~0.2 s of the GIL, and the server's own serialisation is already deterministic
+    for equal validated inputs.
+
+    Up to ``max_bytes`` the value is stored whole; past it, by a note keeping its
+    fingerprint and size, so the row stays small and still identifies its inputs.
+    ``None`` stores SQL NULL, with no fingerprint.
+    """
+    if value is None:
+        return None, None
+    encoded = _json_dumps(value).encode()
+    sha256 = hashlib.sha256(encoded).hexdigest()
+    if len(encoded) <= max_bytes:
+        return value, sha256
+    return {
+        TRUNCATED_KEY: True,
+        "sha256": sha256,
+        "size_bytes": len(encoded),
+        "note": f"not stored: larger than audit.max_stored_bytes ({max_bytes} bytes); "
+        "sha256 is of its whole compact UTF-8 JSON",
+    }, sha256

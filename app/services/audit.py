@@ -31,17 +31,25 @@ Every write that fails is also counted, for alerting, in
 row before an admin action), ``result`` (the record of a success, or of an admin action's
 end) or ``failure_record``. Committed writes are timed in ``quantserve_audit_write_seconds``.
 
+Size and age: an ``inputs`` or ``outputs`` document over ``audit.max_stored_bytes`` is
+stored as a note with its SHA-256 and size (``_audit_table.stored_json``), and
+``inputs_sha256`` always holds the fingerprint of the whole inputs. With
+``audit.retention_days`` set, rows older than that are deleted in a background thread at
+start and then at most hourly (started from the write path), in small batches that take
+write turns with the requests' writes; each pass logs how many rows it deleted.
+
 Durability, locking and schema changes: see ``app.services._audit_table``.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
 
 import anyio
@@ -51,14 +59,18 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from app.core.config import AuditSettings
 from app.core.logging import request_id_var
 from app.core.metrics import AUDIT_WRITE_STAGES, ServiceMetrics
 from app.services._audit_answer import answer_to
+from app.services._audit_retention import PURGE_BATCH, PURGE_EVERY, RetentionPurge
 from app.services._audit_table import (
+    MAX_ROW_ID,
     WriteTurns,
     audit_events,
     create_audit_engine,
     create_tables,
+    stored_json,
     write_turns_for,
 )
 from app.services.errors import ServiceError
@@ -81,6 +93,8 @@ KNOWN_ACTIONS: Final = (
     "admin.promote",
     "admin.rollback",
 )
+# Retention: how often a process looks for expired rows, and how many one delete takes
+# (each batch is its own short write turn, so requests' writes are not held up).
 
 T = TypeVar("T")
 
@@ -99,6 +113,7 @@ class AuditRecord:
     status: int | None
     outcome: str
     inputs: Any
+    inputs_sha256: str | None
     model_versions: dict[str, int] | None
     outputs: Any
     duration_ms: float | None
@@ -183,10 +198,20 @@ class AuditLog:
         engine: Engine,
         metrics: ServiceMetrics | None = None,
         turns: WriteTurns | None = None,
+        settings: AuditSettings | None = None,
+        purge_every: timedelta = PURGE_EVERY,
     ) -> None:
         self.engine = engine
         self.metrics = metrics
         self._turns = turns or WriteTurns(None)
+        settings = settings or AuditSettings()
+        self.max_stored_bytes = settings.max_stored_bytes
+        self._retention = RetentionPurge(
+            engine,
+            self._turns,
+            timedelta(days=settings.retention_days) if settings.retention_days else None,
+            purge_every,
+        )
         self._write_seconds = (
             {stage: metrics.audit_write_seconds.labels(stage) for stage in AUDIT_WRITE_STAGES}
             if metrics is not None
@@ -197,10 +222,19 @@ class AuditLog:
             self._declare(action, _writes_intent(action))
 
     @classmethod
-    def open(cls, url: str, metrics: ServiceMetrics | None = None) -> AuditLog:
+    def open(
+        cls,
+        url: str,
+        metrics: ServiceMetrics | None = None,
+        settings: AuditSettings | None = None,
+        purge_every: timedelta = PURGE_EVERY,
+    ) -> AuditLog:
         """Connect to ``url`` and create the table if it is missing (blocking: call in a thread).
 
         ``metrics``, when given, count the writes that fail and time those that commit.
+        ``settings`` give the stored size cap and the retention (default: 64 KiB, for ever);
+        with a retention, the first pass over expired rows starts now, in the background,
+        and the write path starts another when ``purge_every`` has passed since the last.
 
         Raises
         ------
@@ -218,10 +252,13 @@ class AuditLog:
                 "optimize and admin action there and does not start without it: make the "
                 "location writable, or point audit.url (QUANTSERVE_AUDIT__URL) elsewhere."
             ) from exc
-        return cls(engine, metrics, turns)
+        log = cls(engine, metrics, turns, settings, purge_every)
+        log._maybe_purge()
+        return log
 
     def close(self) -> None:
-        """Close the pooled connections."""
+        """Stop a retention pass between batches, then close the pooled connections."""
+        self._retention.stop()
         self.engine.dispose()
         self._turns.close()
 
@@ -355,14 +392,28 @@ class AuditLog:
         if self.metrics is not None:
             self.metrics.audit_write_failures.labels(action, stage).inc()
 
+    def purge_expired(self, now: datetime | None = None, batch_size: int = PURGE_BATCH) -> int:
+        """Delete the rows older than the retention now; see :class:`RetentionPurge`."""
+        return self._retention.purge_expired(now, batch_size)
+
+    def _maybe_purge(self) -> None:
+        self._retention.maybe_start()
+
+    @property
+    def _purging(self) -> threading.Thread | None:
+        """The running or last background pass (for tests and diagnostics)."""
+        return self._retention.thread
+
     def _insert(self, values: Mapping[str, Any], outcome: str) -> int:
         started = time.perf_counter()
+        row = self._stored_inputs(values)
         with self._turns.turn(), self.engine.begin() as connection:
             result = connection.execute(
-                insert(audit_events).values(**values, outcome=outcome, status=None)
+                insert(audit_events).values(**row, outcome=outcome, status=None)
             )
             (row_id,) = result.inserted_primary_key or (None,)
         self._observe("intent", started)
+        self._maybe_purge()
         if row_id is None:  # pragma: no cover - every dialect here returns the id
             raise RuntimeError("the database did not return the new audit row's id")
         return int(row_id)
@@ -375,16 +426,25 @@ class AuditLog:
         stage: str,
     ) -> None:
         started = time.perf_counter()
+        outputs, _ = stored_json(ended["outputs"], self.max_stored_bytes)
+        end = {**ended, "outputs": outputs}
+        row = self._stored_inputs(values) if row_id is None else {}
         with self._turns.turn(), self.engine.begin() as connection:
             if row_id is None:
-                connection.execute(insert(audit_events).values(**values, **ended))
+                connection.execute(insert(audit_events).values(**row, **end))
             else:
                 result = connection.execute(
-                    update(audit_events).where(audit_events.c.id == row_id).values(**ended)
+                    update(audit_events).where(audit_events.c.id == row_id).values(**end)
                 )
                 if result.rowcount != 1:
                     raise _RowMissing(f"audit row {row_id} is gone")
         self._observe(stage, started)
+        self._maybe_purge()
+
+    def _stored_inputs(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """``values`` with the inputs capped and fingerprinted (in the database thread)."""
+        inputs, sha256 = stored_json(values["inputs"], self.max_stored_bytes)
+        return {**values, "inputs": inputs, "inputs_sha256": sha256}
 
     def _observe(self, stage: str, started: float) -> None:
         """Time one committed write, in the worker thread that made it."""
@@ -419,6 +479,7 @@ class _RowMissing(SQLAlchemyError):
 
 __all__ = [
     "KNOWN_ACTIONS",
+    "MAX_ROW_ID",
     "AuditEntry",
     "AuditLog",
     "AuditPage",

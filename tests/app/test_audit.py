@@ -8,6 +8,7 @@ only ``create_audit_engine`` (``app/services/_audit_table.py``) treats SQLite ap
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -25,12 +26,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import anyio
+import numpy as np
 import pytest
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import insert
 
 from app.api.deps import AuditDep
@@ -38,7 +41,7 @@ from app.core.config import ApiKey, AuditSettings, Settings
 from app.core.security import DEV_PRINCIPAL_ID, hash_key
 from app.main import create_app
 from app.services._audit_table import write_turns_for
-from app.services.audit import KNOWN_ACTIONS, AuditLog, audit_events
+from app.services.audit import KNOWN_ACTIONS, AuditLog, audit_events, create_audit_engine
 from app.services.errors import UnknownTicker
 from tests.training.synthetic import build_model_store
 
@@ -661,3 +664,264 @@ def test_other_databases_take_no_turns() -> None:
         writer.start()
         assert entered.wait(5), "the second writer waited for the first"
     writer.join()
+
+
+# -- stored size, fingerprint, retention, older databases ------------------------------
+
+
+def _compact(value: Any) -> bytes:
+    """The compact UTF-8 JSON a fingerprint is taken of, written with the standard library."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _raw(db: Path, row_id: int, column: str) -> str:
+    """A column's text exactly as the file holds it."""
+    with closing(sqlite3.connect(db)) as connection:
+        (text,) = connection.execute(
+            f"SELECT {column} FROM audit_events WHERE id = ?", (row_id,)
+        ).fetchone()
+    return str(text)
+
+
+def _echo_router() -> APIRouter:
+    """An audited endpoint that answers its body back: inputs and outputs of one size."""
+    router = APIRouter()
+
+    @router.post("/test/echo")
+    async def echo(body: dict[str, Any], request: Request, audit: AuditDep) -> dict[str, Any]:
+        return await audit.call(request, "test.echo", lambda: body, inputs=body)
+
+    return router
+
+
+@pytest.mark.parametrize("tickers", [10, 20_000], ids=["small", "over_64KiB"])
+def test_bodies_are_stored_whole_up_to_the_cap_and_always_fingerprinted(
+    empty_root: Path, tickers: int
+) -> None:
+    body = {"tickers": [f"T{i}-é" for i in range(tickers)], "objective": "min_variance"}
+    whole = _compact(body)
+    client = _client(empty_root)
+    client.app.include_router(_echo_router())  # type: ignore[attr-defined]
+    with client:
+        response = client.post("/test/echo", json=body)
+        assert response.status_code == 200
+        (event,) = client.get("/v1/audit", params={"action": "test.echo"}).json()["events"]
+    db = empty_root / "audit.db"
+    (row,) = _by_request(db, response.headers["X-Request-ID"])
+    sha256 = hashlib.sha256(whole).hexdigest()
+    assert row["inputs_sha256"] == event["inputs_sha256"] == sha256
+    if len(whole) <= AuditSettings().max_stored_bytes:  # 64 KiB by default
+        assert row["inputs"] == row["outputs"] == body
+        # The stored text is what was fingerprinted: anyone can check a row with sha256sum.
+        assert hashlib.sha256(_raw(db, row["id"], "inputs").encode()).hexdigest() == sha256
+        return
+    assert len(whole) > 64 * 1024
+    note = {
+        "truncated": True,
+        "sha256": sha256,
+        "size_bytes": len(whole),
+        "note": "not stored: larger than audit.max_stored_bytes (65536 bytes); sha256 is "
+        "of its whole compact UTF-8 JSON",
+    }
+    assert row["inputs"] == row["outputs"] == event["inputs"] == note
+    for column in ("inputs", "outputs"):
+        assert len(_raw(db, row["id"], column)) < 400
+    assert response.json() == body  # the client still gets its whole answer
+
+
+def test_a_real_optimize_stores_its_inputs_with_their_fingerprint(empty_root: Path) -> None:
+    with _client(empty_root) as client:
+        response = client.post(OPTIMIZE, json={"tickers": OWN_TICKERS, **OWN_MOMENTS})
+        assert response.status_code == 200
+    db = empty_root / "audit.db"
+    (row,) = _by_request(db, response.headers["X-Request-ID"])
+    assert row["inputs"]["tickers"] == OWN_TICKERS  # whole: the validated body, defaults too
+    stored = _raw(db, row["id"], "inputs")
+    assert row["inputs_sha256"] == hashlib.sha256(stored.encode()).hexdigest()
+
+
+def _record(log: AuditLog, inputs: Any, outputs: Any) -> None:
+    """One action recorded straight through the log, as a route would."""
+    scope = {"type": "http", "method": "POST", "path": "/v1/x", "headers": [], "state": {}}
+
+    async def one() -> None:
+        async with log.action(Request(scope), "portfolios.optimize", inputs=inputs) as entry:
+            entry.succeeded(outputs=outputs)
+
+    anyio.run(one)
+
+
+def test_the_cap_is_a_setting_and_holds_at_its_byte(tmp_path: Path) -> None:
+    db = tmp_path / "audit.db"
+    log = AuditLog.open(f"sqlite:///{db}", settings=AuditSettings(max_stored_bytes=1024))
+    at_cap = {"pad": "x" * (1024 - len(_compact({"pad": ""})))}
+    over = {"pad": at_cap["pad"] + "x"}
+    assert (len(_compact(at_cap)), len(_compact(over))) == (1024, 1025)
+    try:
+        _record(log, at_cap, over)
+        _record(log, None, None)  # no inputs: NULL, and no fingerprint
+    finally:
+        log.close()
+    first, empty = _rows(db)
+    assert first["inputs"] == at_cap
+    assert first["inputs_sha256"] == hashlib.sha256(_compact(at_cap)).hexdigest()
+    assert first["outputs"]["truncated"] is True
+    assert first["outputs"]["sha256"] == hashlib.sha256(_compact(over)).hexdigest()
+    assert first["outputs"]["size_bytes"] == 1025
+    assert (empty["inputs"], empty["inputs_sha256"], empty["outputs"]) == (None, None, None)
+    with pytest.raises(ValidationError):
+        AuditSettings(max_stored_bytes=10)
+
+
+def _insert_at(db: Path, *days_ago: float) -> None:
+    """Rows that happened ``days_ago``, written with the standard library (naive UTC)."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with closing(sqlite3.connect(db)) as connection, connection:
+        for days in days_ago:
+            connection.execute(
+                "INSERT INTO audit_events (occurred_at, request_id, key_id, action, method, "
+                "path, outcome) VALUES (?, ?, 'alice', 'portfolios.optimize', 'POST', '/v1/x', "
+                "'success')",
+                ((now - timedelta(days=days)).isoformat(sep=" "), f"age-{days}"),
+            )
+
+
+def _ages(db: Path) -> list[str]:
+    return sorted(row["request_id"] for row in _rows(db) if row["request_id"])
+
+
+def test_rows_past_the_retention_are_deleted_at_start_and_newer_ones_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "audit.db"
+    url = f"sqlite:///{db}"
+    AuditLog.open(url).close()  # the table, from a start without retention
+    _insert_at(db, 400, 31, 30.01, 29.99, 1, 0)
+    AuditLog.open(url).close()  # no retention: nothing is ever deleted
+    assert len(_ages(db)) == 6
+
+    with caplog.at_level(logging.INFO, logger="app.services.audit"):
+        log = AuditLog.open(url, settings=AuditSettings(retention_days=30))
+        log.close()  # waits for the start's pass
+    assert _ages(db) == ["age-0", "age-1", "age-29.99"]
+    assert any("deleted 3 rows older than" in r.getMessage() for r in caplog.records)
+
+
+def test_the_write_path_starts_a_pass_at_most_once_per_interval(tmp_path: Path) -> None:
+    db = tmp_path / "audit.db"
+    url = f"sqlite:///{db}"
+    AuditLog.open(url).close()  # the table
+    settings = AuditSettings(retention_days=7)
+    # Built without open(), so no pass has run at start: the writes start them.
+    log = AuditLog(create_audit_engine(url), settings=settings, purge_every=timedelta(0))
+    try:
+        _insert_at(db, 8, 6)
+        _record(log, {"i": 1}, {"ok": True})  # starts a pass in the background
+        deadline = time.monotonic() + 10
+        while "age-8" in _ages(db) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _ages(db) == ["age-6"]
+    finally:
+        log.close()
+    # With the default interval (an hour), a second write within it starts no pass.
+    hourly = AuditLog(create_audit_engine(url), settings=settings)
+    try:
+        _record(hourly, {"i": 2}, {"ok": True})
+        first = hourly._purging
+        assert first is not None
+        first.join()
+        _insert_at(db, 9)
+        _record(hourly, {"i": 3}, {"ok": True})
+        assert hourly._purging is first
+        assert "age-9" in _ages(db)
+    finally:
+        hourly.close()
+
+
+def test_a_pass_deletes_in_batches_until_none_is_left(tmp_path: Path) -> None:
+    db = tmp_path / "audit.db"
+    AuditLog.open(f"sqlite:///{db}").close()  # the table
+    # Built without open(): no pass starts in the background, this test runs its own.
+    log = AuditLog(create_audit_engine(f"sqlite:///{db}"), settings=AuditSettings(retention_days=1))
+    try:
+        _insert_at(db, 5, 4, 3, 2, 2, 0.5)
+        assert log.purge_expired(batch_size=2) == 5
+        assert _ages(db) == ["age-0.5"]
+        assert log.purge_expired(batch_size=2) == 0
+    finally:
+        log.close()
+
+
+# The table as the first release created it, before inputs_sha256.
+_FIRST_RELEASE_SCHEMA = """
+CREATE TABLE audit_events (
+    id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+    occurred_at DATETIME NOT NULL,
+    request_id VARCHAR(128),
+    key_id VARCHAR(64) NOT NULL,
+    action VARCHAR(64) NOT NULL,
+    method VARCHAR(16) NOT NULL,
+    path VARCHAR(2048) NOT NULL,
+    status INTEGER,
+    outcome VARCHAR(64) NOT NULL,
+    inputs JSON,
+    model_versions JSON,
+    outputs JSON,
+    duration_ms FLOAT
+);
+CREATE INDEX ix_audit_events_action_id ON audit_events (action, id);
+CREATE INDEX ix_audit_events_key_id_id ON audit_events (key_id, id);
+CREATE INDEX ix_audit_events_occurred_at ON audit_events (occurred_at);
+INSERT INTO audit_events (occurred_at, request_id, key_id, action, method, path, status,
+    outcome, inputs, outputs, duration_ms)
+VALUES ('2025-01-31 12:00:00.000000', 'old-row', 'alice', 'portfolios.optimize', 'POST',
+    '/v1/portfolios/optimize', 200, 'success', '{"tickers":["A"]}', '{"weights":{"A":1.0}}', 1.5);
+"""
+
+
+def test_a_database_of_the_first_release_opens_and_gains_the_fingerprint_column(
+    empty_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = empty_root / "audit.db"
+    with closing(sqlite3.connect(db)) as connection:
+        connection.executescript(_FIRST_RELEASE_SCHEMA)
+    for start in range(2):  # the second start finds the column and changes nothing
+        caplog.clear()
+        with (
+            caplog.at_level(logging.WARNING, logger="app.services.audit"),
+            _client(empty_root) as client,
+        ):
+            response = client.post(OPTIMIZE, json={"tickers": OWN_TICKERS, **OWN_MOMENTS})
+            assert response.status_code == 200, response.text
+            events = client.get("/v1/audit").json()["events"]
+        added = [r for r in caplog.records if "added the column inputs_sha256" in r.getMessage()]
+        assert len(added) == (1 if start == 0 else 0)
+        assert [e["request_id"] for e in events][-1] == "old-row"
+        assert events[-1]["inputs"] == {"tickers": ["A"]}
+        assert events[-1]["inputs_sha256"] is None  # recorded before the column existed
+        assert events[0]["inputs_sha256"] == _rows(db)[-1]["inputs_sha256"]
+        assert events[0]["inputs_sha256"] is not None
+    (old,) = _rows(db, "request_id = 'old-row'")
+    assert (old["status"], old["outputs"]) == (200, {"weights": {"A": 1.0}})
+
+
+def test_the_app_applies_the_configured_retention_and_cap(tmp_path: Path) -> None:
+    """The settings reach the log the lifespan opens: old rows go, big bodies are capped."""
+    db = tmp_path / "audit.db"
+    url = f"sqlite:///{db}"
+    AuditLog.open(url).close()
+    _insert_at(db, 90, 1)
+    settings = Settings(
+        environment="test",
+        data_dir=tmp_path,
+        models_dir=tmp_path,
+        audit=AuditSettings(url=url, retention_days=30, max_stored_bytes=1024),
+    )
+    returns = np.random.default_rng(0).normal(0.0004, 0.01, size=(100, 3)).round(6).tolist()
+    body = {"tickers": ["ALPHA", "BETA", "GAMMA"], "returns": returns, "periods_per_year": 252}
+    with TestClient(create_app(settings, registry=CollectorRegistry())) as client:
+        assert client.post(OPTIMIZE, json=body).status_code == 200
+    aged = [r for r in _ages(db) if r.startswith("age-")]
+    assert aged == ["age-1"]  # the 90-day-old row was deleted at start
+    (optimize,) = _rows(db, "action = ?", "portfolios.optimize")[-1:]
+    assert optimize["inputs"]["truncated"] is True  # the body is more than 1 KiB

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from app.api.deps import AuditDep
 from app.schemas.audit import AuditEvent, AuditPage
 from app.schemas.problems import Problem
+from app.services.audit import MAX_ROW_ID
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -35,7 +36,7 @@ def list_audit_events(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[
-        int | None, Query(ge=1, description="next_cursor of the previous page.")
+        int | None, Query(ge=1, le=MAX_ROW_ID, description="next_cursor of the previous page.")
     ] = None,
 ) -> AuditPage:
     """Recorded actions, newest first, filtered by time, API key and action."""

@@ -18,6 +18,7 @@ from app.schemas.backtests import (
     BacktestSummary,
 )
 from app.schemas.problems import Problem
+from app.services.audit import MAX_ROW_ID
 from app.services.backtests import JobRecord, JobStatus
 
 PREFIX = "/v1/backtests"
@@ -63,7 +64,7 @@ def list_backtests(
     service: BacktestServiceDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[
-        int | None, Query(ge=1, description="next_cursor of the previous page.")
+        int | None, Query(ge=1, le=MAX_ROW_ID, description="next_cursor of the previous page.")
     ] = None,
 ) -> BacktestPage:
     """Back-test jobs, newest first."""
