@@ -167,6 +167,12 @@ async def _solver_time_limit(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unknown_ticker(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, UnknownTicker)
+    extensions: dict[str, Any] = {}
+    if exc.unavailable:
+        # In the feature table but without a forecast: say why, per ticker.
+        extensions["unavailable_tickers"] = [
+            {"ticker": ticker, "reason": reason} for ticker, reason in exc.unavailable.items()
+        ]
     return problem_response(
         request,
         404,
@@ -175,6 +181,7 @@ async def _unknown_ticker(request: Request, exc: Exception) -> JSONResponse:
         title="Unknown ticker",
         unknown_tickers=exc.unknown,
         available_tickers=exc.available,
+        **extensions,
     )
 
 

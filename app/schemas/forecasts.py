@@ -71,13 +71,32 @@ class TickerForecast(BaseModel):
     annualized_volatility: float = Field(description="volatility * sqrt(252/21).")
 
 
+class UnavailableForecast(BaseModel):
+    """A served ticker without a forecast, and why."""
+
+    ticker: str
+    reason: str = Field(
+        description="Why: no look-back window with every feature known, or a non-finite "
+        "model output."
+    )
+
+
 class ForecastResponse(BaseModel):
     """Forecasts with the model that made them and what the numbers mean."""
 
     model: ModelRef
-    as_of: date | None
+    as_of: date | None = Field(
+        description="The latest forecast's date; a ticker whose latest features are "
+        "incomplete is forecast from an older window, with its own as_of."
+    )
     horizons: dict[str, int] = Field(
         description="Trading days: expected_return_days (5) and volatility_days (21)."
     )
     units: dict[str, str]
+    unavailable: list[UnavailableForecast] = Field(
+        default_factory=list,
+        description="Tickers in the feature table without a forecast, and why (when no "
+        "tickers are named; naming one is a 404 unknown-ticker problem).",
+    )
+    # forecasts stays last: ForecastService joins pre-rendered fragments after it.
     forecasts: list[TickerForecast]

@@ -21,7 +21,7 @@ A back-test request that cannot run as asked raises the back-test library's own
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 
 class ServiceError(Exception):
@@ -33,15 +33,26 @@ class ModelNotLoaded(ServiceError):
 
 
 class UnknownTicker(ServiceError):
-    """Tickers that the served data set does not hold."""
+    """Tickers that the served data set does not hold, or holds without a forecast.
 
-    def __init__(self, unknown: Sequence[str], available: Sequence[str]) -> None:
+    ``unavailable`` maps each of ``unknown`` that has features but no forecast to why
+    (no complete look-back window, a non-finite model output).
+    """
+
+    def __init__(
+        self,
+        unknown: Sequence[str],
+        available: Sequence[str],
+        unavailable: Mapping[str, str] | None = None,
+    ) -> None:
         self.unknown = list(unknown)
         self.available = list(available)
+        self.unavailable = dict(unavailable or {})
         names = ", ".join(self.unknown)
+        reasons = "".join(f"; {t} has no forecast: {r}" for t, r in self.unavailable.items())
         super().__init__(
-            f"unknown ticker{'s' if len(self.unknown) > 1 else ''}: {names}; the served data "
-            f"set holds {len(self.available)} tickers: {', '.join(self.available)}"
+            f"unknown ticker{'s' if len(self.unknown) > 1 else ''}: {names}{reasons}; the "
+            f"served data set holds {len(self.available)} tickers: {', '.join(self.available)}"
         )
 
 

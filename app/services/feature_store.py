@@ -37,8 +37,24 @@ class FeatureStore:
         return pd.Timestamp(self.table[schema.DATE].max()).date()
 
     def latest_windows(self, lookback: int, feature_columns: tuple[str, ...]) -> WindowedSamples:
-        """Each ticker's most recent complete window of ``lookback`` rows."""
-        return build_windows(self.table, lookback, feature_columns, latest_only=True)
+        """Each ticker's most recent complete window of ``lookback`` rows, with its date.
+
+        A missing value in a ticker's last rows does not drop the ticker: its window is
+        the latest one with every feature known, dated by that window's last row (so
+        older than ``as_of``). Tickers with no complete window at all are left out;
+        ``tickers`` minus the windows' tickers names them.
+        """
+        frame = self.table.sort_values([schema.TICKER, schema.DATE], ignore_index=True)
+        values = frame.loc[:, list(feature_columns)].to_numpy(dtype=np.float32)
+        complete = pd.Series(np.isfinite(values).all(axis=1))
+        # Complete rows in a row, per ticker: a missing value starts a new run at 0.
+        runs = (~complete).cumsum()
+        run_length = complete.astype(int).groupby([frame[schema.TICKER], runs]).cumsum()
+        ends = run_length.index[run_length.to_numpy() >= lookback]
+        last_ends = frame.loc[ends, schema.TICKER].drop_duplicates(keep="last").index
+        rows = (last_ends.to_numpy()[:, None] + np.arange(1 - lookback, 1)).ravel()
+        # Only those rows go in, so each ticker's one window is its latest complete one.
+        return build_windows(frame.iloc[rows], lookback, feature_columns, latest_only=True)
 
     def trailing_log_returns(self, tickers: list[str], days: int) -> np.ndarray:
         """The last ``days`` daily log returns of ``tickers`` on their common dates.

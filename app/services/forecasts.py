@@ -17,7 +17,12 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from app.schemas.forecasts import ForecastResponse, ReturnQuantiles, TickerForecast
+from app.schemas.forecasts import (
+    ForecastResponse,
+    ReturnQuantiles,
+    TickerForecast,
+    UnavailableForecast,
+)
 from app.schemas.models import ModelRef
 from app.services.errors import UnknownTicker
 from app.services.feature_store import FeatureStore
@@ -74,7 +79,12 @@ class Forecast:
 
 
 class ForecastService:
-    """Every ticker's forecast from one model over one feature table, kept in memory."""
+    """Every ticker's forecast from one model over one feature table, kept in memory.
+
+    Each ticker is forecast from its latest complete window (``Forecast.as_of`` is that
+    window's date); a ticker of the table that gets no forecast is in ``unavailable``
+    with the reason, never dropped silently.
+    """
 
     def __init__(self, model: LoadedModel, store: FeatureStore) -> None:
         self.model = model
@@ -82,11 +92,16 @@ class ForecastService:
         windows = store.latest_windows(model.lookback_days, model.feature_columns)
         outputs = model.predict(windows.features) if len(windows) else {}
         self._forecasts: dict[str, Forecast] = {}
+        self._unavailable: dict[str, str] = {}
         for i, ticker in enumerate(windows.tickers):
             expected = float(outputs[RETURN_OUTPUT][i])
             volatility = float(outputs[VOLATILITY_OUTPUT][i])
             low, median, high = (float(q) for q in outputs[QUANTILES_OUTPUT][i])
             if not all(math.isfinite(v) for v in (expected, volatility, low, median, high)):
+                self._unavailable[str(ticker)] = (
+                    f"the model's forecast from the window ending "
+                    f"{pd.Timestamp(windows.dates[i]).date()} is not finite"
+                )
                 continue
             self._forecasts[str(ticker)] = Forecast(
                 ticker=str(ticker),
@@ -95,6 +110,13 @@ class ForecastService:
                 volatility=volatility,
                 log_return_quantiles=(low, median, high),
             )
+        for ticker in store.tickers:
+            if ticker not in self._forecasts and ticker not in self._unavailable:
+                self._unavailable[ticker] = (
+                    f"no {model.lookback_days} consecutive rows of features with every "
+                    "feature known (the model's look-back window)"
+                )
+        self._unavailable = dict(sorted(self._unavailable.items()))
         self._tickers = sorted(self._forecasts)
         self._as_of = max((f.as_of for f in self._forecasts.values()), default=None)
         self._json = _RenderedForecasts(self)
@@ -109,6 +131,11 @@ class ForecastService:
         """The latest forecast date."""
         return self._as_of
 
+    @property
+    def unavailable(self) -> dict[str, str]:
+        """Tickers of the feature table without a forecast, sorted, and why."""
+        return dict(self._unavailable)
+
     def get(self, tickers: Sequence[str] | None = None) -> list[Forecast]:
         """Forecasts for ``tickers`` in the order given (all when None)."""
         if tickers is None:
@@ -117,13 +144,23 @@ class ForecastService:
         return [self._forecasts[t] for t in tickers]
 
     def response(self, tickers: Sequence[str] | None = None) -> ForecastResponse:
-        """The ``POST /v1/forecasts`` body for ``tickers`` (all when None), as a model."""
+        """The ``POST /v1/forecasts`` body for ``tickers`` (all when None), as a model.
+
+        All tickers come with the unavailable ones and why; named ``tickers`` are all
+        available (``get`` raises otherwise), so they come with none.
+        """
+        forecasts = self.get(tickers)
+        return self._response(forecasts, all_tickers=tickers is None)
+
+    def _response(self, forecasts: list[Forecast], *, all_tickers: bool) -> ForecastResponse:
+        unavailable = self._unavailable.items() if all_tickers else ()
         return ForecastResponse(
             model=ModelRef(name=self.model.name, version=self.model.version),
             as_of=self.as_of,
             horizons=HORIZONS,
             units=UNITS,
-            forecasts=[_ticker_forecast(f) for f in self.get(tickers)],
+            unavailable=[UnavailableForecast(ticker=t, reason=r) for t, r in unavailable],
+            forecasts=[_ticker_forecast(f) for f in forecasts],
         )
 
     def response_json(self, tickers: Sequence[str] | None = None) -> bytes:
@@ -140,7 +177,8 @@ class ForecastService:
     def _check_known(self, tickers: Sequence[str]) -> None:
         unknown = [t for t in tickers if t not in self._forecasts]
         if unknown:
-            raise UnknownTicker(unknown, self.tickers)
+            reasons = {t: self._unavailable[t] for t in unknown if t in self._unavailable}
+            raise UnknownTicker(unknown, self.tickers, reasons)
 
     def annualized(self, tickers: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Annual arithmetic expected returns and volatilities of ``tickers``."""
@@ -173,22 +211,30 @@ class _RenderedForecasts:
 
     ``forecasts`` is the response model's last field, so the envelope rendered with an
     empty list ends in ``[]}``: the pieces join back into exactly what pydantic renders
-    for the whole response (``tests/app/test_forecasts_render.py`` checks it).
+    for the whole response (``tests/app/test_forecasts_render.py`` checks it). There are
+    two envelopes: the answer for all tickers lists the unavailable ones, the answer for
+    named tickers does not.
     """
 
     _TAIL = b"]}"
 
     def __init__(self, service: ForecastService) -> None:
-        envelope = service.response([]).model_dump_json().encode()
-        if not envelope.endswith(b'"forecasts":[' + self._TAIL):
-            raise RuntimeError(f"forecasts is no longer the response's last field: {envelope!r}")
-        self._head = envelope[: -len(self._TAIL)]
+        self._head = self._envelope(service, all_tickers=False)
         self._fragments = {
             ticker: _ticker_forecast(forecast).model_dump_json().encode()
             for ticker, forecast in zip(service.tickers, service.get(), strict=True)
         }
-        self.everything = self.join(service.tickers)
+        self.everything = self._join(self._envelope(service, all_tickers=True), service.tickers)
+
+    def _envelope(self, service: ForecastService, *, all_tickers: bool) -> bytes:
+        envelope = service._response([], all_tickers=all_tickers).model_dump_json().encode()
+        if not envelope.endswith(b'"forecasts":[' + self._TAIL):
+            raise RuntimeError(f"forecasts is no longer the response's last field: {envelope!r}")
+        return envelope[: -len(self._TAIL)]
 
     def join(self, tickers: Sequence[str]) -> bytes:
-        """The response for ``tickers``, all of them known."""
-        return self._head + b",".join([self._fragments[t] for t in tickers]) + self._TAIL
+        """The response for named ``tickers``, all of them known."""
+        return self._join(self._head, tickers)
+
+    def _join(self, head: bytes, tickers: Sequence[str]) -> bytes:
+        return head + b",".join([self._fragments[t] for t in tickers]) + self._TAIL

@@ -12,6 +12,13 @@ the model runs (alone or in a batch), ``format_predict`` shapes the outputs.
 
 Versions other than the serving one are loaded on demand and kept in a small
 least-recently-used cache, so a client may pin any complete version in the store.
+
+Nothing cached outlives the files it came from. A signature belongs to the loaded model
+it was read for: the serving version's is read again when the lifecycle swaps in a new
+model (a new version, or the same version rewritten in place and reloaded). On-demand
+versions and the signatures of versions not loaded are keyed by the ``(file, size,
+mtime)`` of the files ``app.services.model_fingerprint`` watches, so a version folder
+rewritten in place is loaded and described afresh on the next request.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from app.services._tfserving_request import (
     TFServingError,
     parse_predict,
 )
+from app.services.model_fingerprint import _VERSION_FILES, _stats
 from app.services.model_registry import LoadedModel, load_model, serving_version
 from training.errors import ArtifactNotFound
 from training.model_store import list_versions
@@ -62,6 +70,8 @@ LABELS = (Stage.PRODUCTION.value, Stage.CANDIDATE.value)
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 Loader = Callable[[Path, str, int], LoadedModel]
+VersionFiles = tuple[tuple[str, int, int], ...]
+"""(file, size, mtime in ns) of a version's metadata, graph and variable index."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +153,15 @@ def read_signature(version_dir: Path) -> Signature:
     )
 
 
+@dataclass(frozen=True)
+class _Loaded:
+    """A version loaded on demand, its signature and the files both came from."""
+
+    model: LoadedModel
+    signature: Signature
+    files: VersionFiles
+
+
 class TFServingService:
     """Resolve versions and labels, describe signatures and predict, TF-Serving style.
 
@@ -165,8 +184,11 @@ class TFServingService:
         self.models_dir = models_dir
         self.max_extra_versions = max_extra_versions
         self._loader = loader
-        self._extra: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
-        self._signatures: dict[tuple[str, int], Signature] = {}
+        self._extra: OrderedDict[tuple[str, int], _Loaded] = OrderedDict()
+        # Signatures of versions described but not loaded, with the files read.
+        self._signatures: dict[tuple[str, int], tuple[VersionFiles, Signature]] = {}
+        # The signature of the last model not loaded here: the serving one, in practice.
+        self._pinned: tuple[LoadedModel, Signature] | None = None
         # One lock for the cache: loads are rare, and loading under it means two
         # requests for the same new version load it once.
         self._lock = threading.Lock()
@@ -240,13 +262,19 @@ class TFServingService:
 
     def _load_extra(self, name: str, version: int) -> LoadedModel:
         key = (name, version)
+        version_dir = self._model_dir(name) / str(version)
+        # Read before loading: files rewritten during the load differ at the next request.
+        files = _version_files(version_dir)
         with self._lock:
-            model = self._extra.get(key)
-            if model is not None:
+            loaded = self._extra.get(key)
+            if loaded is not None and loaded.files == files:
                 self._extra.move_to_end(key)
-                return model
+                return loaded.model
+            if loaded is not None:
+                logger.info("model %s version %s was rewritten in place; loading it again", *key)
             model = self._loader(self.models_dir, name, version)
-            self._extra[key] = model
+            self._extra[key] = _Loaded(model, self._read_signature(key, version_dir, files), files)
+            self._extra.move_to_end(key)
             while len(self._extra) > self.max_extra_versions:
                 evicted, _ = self._extra.popitem(last=False)
                 logger.info("unloaded on-demand model %s version %s", *evicted)
@@ -277,13 +305,47 @@ class TFServingService:
         return [VersionState(v, "AVAILABLE" if v in loaded else "END") for v in states]
 
     def signature(self, name: str, version: int) -> Signature:
-        """The serving signature of one version, read from disk once."""
-        key = (name, version)
-        found = self._signatures.get(key)
-        if found is None:
-            found = read_signature(self._model_dir(name) / str(version))
-            self._signatures[key] = found
-        return found
+        """The serving signature of one version on disk, read again when its files change."""
+        version_dir = self._model_dir(name) / str(version)
+        return self._read_signature((name, version), version_dir, _version_files(version_dir))
+
+    def signature_for(self, serving: LoadedModel | None, name: str, version: int) -> Signature:
+        """The signature a predict for ``name`` at ``version`` is checked against.
+
+        The serving model's own when ``version`` is the serving one (not the files on
+        disk, which may have been rewritten but not yet swapped in); else the version's
+        on disk, as a predict naming it would load it.
+        """
+        if serving is not None and serving.name == name and serving.version == version:
+            return self.signature_of(serving)
+        return self.signature(name, version)
+
+    def signature_of(self, model: LoadedModel) -> Signature:
+        """The signature of a loaded ``model``, read once per loaded model.
+
+        An on-demand version's was read when it loaded; the serving model's is read
+        the first time it is asked for, so a model the lifecycle swaps in (even the same
+        version, rewritten in place) never answers with its predecessor's.
+        """
+        pinned = self._pinned
+        if pinned is not None and pinned[0] is model:
+            return pinned[1]
+        loaded = self._extra.get((model.name, model.version))
+        if loaded is not None and loaded.model is model:
+            return loaded.signature
+        signature = read_signature(model.path)
+        self._pinned = (model, signature)
+        return signature
+
+    def _read_signature(
+        self, key: tuple[str, int], version_dir: Path, files: VersionFiles
+    ) -> Signature:
+        cached = self._signatures.get(key)
+        if cached is not None and cached[0] == files:
+            return cached[1]
+        signature = read_signature(version_dir)
+        self._signatures[key] = (files, signature)
+        return signature
 
     # -- predict --------------------------------------------------------------------
 
@@ -294,7 +356,7 @@ class TFServingService:
         (``{"features": ...}``). Runs before the request joins a batch, so a bad body
         fails alone.
         """
-        return parse_predict(body, self.signature(model.name, model.version))
+        return parse_predict(body, self.signature_of(model))
 
     @staticmethod
     def format_predict(parsed: ParsedPredict, outputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
@@ -311,6 +373,11 @@ class TFServingService:
         if len(shaped) == 1:
             return {"outputs": next(iter(shaped.values())).tolist()}
         return {"outputs": {name: value.tolist() for name, value in shaped.items()}}
+
+
+def _version_files(version_dir: Path) -> VersionFiles:
+    """What identifies a version's content: the files the lifecycle's fingerprint stats."""
+    return _stats(version_dir, _VERSION_FILES)
 
 
 def _shaped(

@@ -107,6 +107,35 @@ def make_broken(root: Path, kind: str, source: Path | None = None) -> Path:
     return broken
 
 
+OTHER_LOOKBACK = 8
+"""The look-back of ``other_lookback_version``: its signature differs from version 1's."""
+
+
+def other_lookback_version(factory: pytest.TempPathFactory) -> Path:
+    """A version folder of a model with another look-back, trained once per test run."""
+    if "other-lookback" not in _BUILT:
+        from training.config import TrainingConfig
+        from training.features import load_features
+        from training.train import train_and_export
+
+        store = tiny_store(factory)
+        models = factory.mktemp("other-lookback") / "models"
+        config = TrainingConfig(lookback_days=OTHER_LOOKBACK, hidden_units=4, epochs=1, seed=3)
+        train_and_export(load_features(store / "data" / "features"), models, "forecaster", config)
+        _BUILT["other-lookback"] = models / "forecaster" / "1"
+    return _BUILT["other-lookback"]
+
+
+def rewrite_in_place(version_dir: Path, source: Path) -> None:
+    """Replace ``version_dir``'s files by ``source``'s, keeping the folder (a hand-made fix)."""
+    for child in version_dir.iterdir():
+        if child.is_dir():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    shutil.copytree(source, version_dir, dirs_exist_ok=True)
+
+
 def settings_for(root: Path, poll_seconds: float = 0.0) -> Settings:
     return Settings(
         environment="test",
@@ -373,3 +402,78 @@ def test_the_poll_loop_picks_up_a_new_version(root: Path) -> None:
         last_check = sample(client, "quantserve_model_last_check_timestamp_seconds")
         assert last_check is not None
         assert time.time() - last_check < 5
+
+
+# -- the TensorFlow Serving routes ------------------------------------------------------
+
+
+def _input_shape(client: TestClient, path: str) -> list[str]:
+    response = client.get(path)
+    assert response.status_code == 200, response.text
+    signature = response.json()["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    return [d["size"] for d in signature["inputs"]["features"]["tensor_shape"]["dim"]]
+
+
+def test_tf_serving_routes_serve_a_version_rewritten_in_place_once_the_check_swaps_it(
+    client: TestClient, root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    import tensorflow as tf
+
+    rng = np.random.default_rng(5)
+    before = rng.normal(size=(2, LOOKBACK, N_FEATURES)).tolist()
+    after = rng.normal(size=(2, OTHER_LOOKBACK, N_FEATURES)).astype(np.float32)
+    metadata_paths = ("/v1/models/forecaster/metadata", "/v1/models/forecaster/versions/1/metadata")
+    # Both routes fill the service's caches with version 1 as first exported.
+    assert client.post("/v1/models/forecaster:predict", json={"instances": before}).is_success
+    for path in metadata_paths:
+        assert _input_shape(client, path) == ["-1", str(LOOKBACK), str(N_FEATURES)]
+
+    replacement = other_lookback_version(tmp_path_factory)
+    rewrite_in_place(root / "models" / "forecaster" / "1", replacement)
+    assert lifecycle_of(client).check().outcome is ReloadOutcome.SWAPPED  # what the poll does
+
+    for path in metadata_paths:
+        assert _input_shape(client, path) == ["-1", str(OTHER_LOOKBACK), str(N_FEATURES)]
+    response = client.post("/v1/models/forecaster:predict", json={"instances": after.tolist()})
+    assert response.status_code == 200, response.text
+    loaded = tf.saved_model.load(str(replacement))
+    expected = loaded.signatures["serving_default"](features=tf.constant(after))
+    predictions = response.json()["predictions"]
+    for name, value in expected.items():
+        got = np.array([p[name] for p in predictions])
+        np.testing.assert_allclose(got, value.numpy(), rtol=1e-5, atol=1e-7)
+    stale = client.post("/v1/models/forecaster:predict", json={"instances": before})
+    assert stale.status_code == 400
+    assert f"expected [{OTHER_LOOKBACK}, {N_FEATURES}]" in stale.json()["error"]
+
+
+def test_an_on_demand_version_rewritten_in_place_is_loaded_again(
+    root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Versions other than the serving one: the lifecycle does not watch them, the
+    TF Serving service notices their files changed on the next request."""
+    from app.services.model_registry import LoadedModel, load_model
+    from app.services.tfserving import TFServingService
+
+    loads: list[int] = []
+
+    def counting_loader(models_dir: Path, name: str, version: int) -> LoadedModel:
+        loads.append(version)
+        return load_model(models_dir, name, version)
+
+    service = TFServingService(root / "models", loader=counting_loader)
+    first = service.resolve(None, "forecaster", 1)
+    assert service.resolve(None, "forecaster", 1) is first  # cached while unchanged
+    assert service.signature("forecaster", 1).inputs["features"].shape == (-1, LOOKBACK, N_FEATURES)
+
+    rewrite_in_place(root / "models" / "forecaster" / "1", other_lookback_version(tmp_path_factory))
+
+    second = service.resolve(None, "forecaster", 1)
+    assert second.lookback_days == OTHER_LOOKBACK
+    assert loads == [1, 1]
+    wanted = (-1, OTHER_LOOKBACK, N_FEATURES)
+    assert service.signature("forecaster", 1).inputs["features"].shape == wanted
+    instances = np.zeros((1, OTHER_LOOKBACK, N_FEATURES)).tolist()
+    parsed = service.parse_predict(second, {"instances": instances})
+    assert parsed.features.shape == (1, OTHER_LOOKBACK, N_FEATURES)
+    assert [s.state for s in service.status(None, "forecaster", 1)] == ["AVAILABLE"]

@@ -285,3 +285,45 @@ def test_on_demand_versions_are_cached_and_evicted(root: Path) -> None:
         assert service.resolve(None, "forecaster", version).version == version
     # 1 and 3 load once each while both fit; 2 evicts 3 (least recently used) and 3 reloads.
     assert loads == [1, 3, 2, 3]
+
+
+# -- version numbers out of range ----------------------------------------------------
+
+VERSION_ROUTES = [
+    ("GET", "/v1/models/forecaster/versions/{v}"),
+    ("GET", "/v1/models/forecaster/versions/{v}/metadata"),
+    ("POST", "/v1/models/forecaster/versions/{v}:predict"),
+]
+
+
+@pytest.mark.parametrize(("method", "template"), VERSION_ROUTES)
+@pytest.mark.parametrize(
+    ("version", "status", "message"),
+    [
+        # TensorFlow Serving parses the version as an int64: past it, its InvalidArgument.
+        (str(2**63), 400, "Failed to convert version: 9223372036854775808 to numbers"),
+        ("1606429250434622291968", 400, "Failed to convert version: 1606429250434622291968"),
+        ("9" * 5000, 400, "Failed to convert version: 999"),  # past Python's int(str) limit
+        # Within it, a version the store does not have: not found.
+        (str(2**63 - 1), 404, "9223372036854775807"),
+        # Its URLs take ASCII digits only; "²" passes str.isdigit but not int().
+        ("²", 404, "Malformed request"),
+        ("١٢", 404, "Malformed request"),
+    ],
+)
+def test_out_of_range_versions_are_tf_serving_errors_not_500(
+    client: TestClient,
+    instances: np.ndarray,
+    method: str,
+    template: str,
+    version: str,
+    status: int,
+    message: str,
+) -> None:
+    body = {"instances": instances.tolist()} if method == "POST" else None
+    response = client.request(method, template.format(v=version), json=body)
+    assert response.status_code == status, response.text[:300]
+    assert response.headers["content-type"] == "application/json"
+    assert set(response.json()) == {"error"}
+    assert message in response.json()["error"]
+    assert len(response.json()["error"]) < 300  # a 5,000-digit version is not echoed whole

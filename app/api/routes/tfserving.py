@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -100,11 +101,26 @@ _PREDICT_DOC: dict[str, Any] = {
 router = APIRouter(tags=["tensorflow-serving"], route_class=TFServingRoute, responses=_ERRORS)
 
 
+# TensorFlow Serving parses a version as an int64 (absl::SimpleAtoi): past it, its error.
+_MAX_VERSION = 2**63 - 1
+_VERSION_DIGITS = re.compile(r"[0-9]+")
+
+
 def _version(text: str) -> int:
-    """A version path segment; TensorFlow Serving's URLs accept digits only."""
-    if not text.isdigit():
-        raise ServableNotFound(f"Malformed request: version {text!r} is not a number")
-    return int(text)
+    """A version path segment, as TensorFlow Serving reads it.
+
+    Its URLs accept ASCII digits only (``str.isdigit`` would let ``²`` through to
+    ``int``), so anything else is its "Malformed request" (404). A number past int64 is
+    its InvalidArgument (400): checked on the digits, before ``int``, which refuses more
+    than 4,300 of them.
+    """
+    if not _VERSION_DIGITS.fullmatch(text):
+        raise ServableNotFound(f"Malformed request: version {text[:32]!r} is not a number")
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(_MAX_VERSION)) or int(digits) > _MAX_VERSION:
+        shown = text if len(text) <= 32 else f"{text[:32]}... ({len(text)} digits)"
+        raise InvalidArgument(f"Failed to convert version: {shown} to numbers.")
+    return int(digits)
 
 
 # -- model status ---------------------------------------------------------------------
@@ -154,7 +170,7 @@ def _metadata(
     label: str | None = None,
 ) -> ModelMetadataResponse:
     chosen = service.version_for(state.model, name, version, label)
-    signature = service.signature(name, chosen)
+    signature = service.signature_for(state.model, name, chosen)
     return ModelMetadataResponse(
         model_spec=ModelSpec(name=name, version=str(chosen)),
         metadata={"signature_def": {"signature_def": {SIGNATURE_NAME: signature.as_json()}}},
