@@ -311,7 +311,8 @@ def _with_references(
     needs = [s.name for s in chosen if s.uses_forecasts]
     if needs and market.forecasts is None:
         raise MissingForecasts(
-            f"{', '.join(needs)} need the model's walk-forward forecasts, and none were "
+            f"{', '.join(needs)} {'needs' if len(needs) == 1 else 'need'} the model's "
+            "walk-forward forecasts, and none were "
             f"found: {HOW_TO_PRODUCE}."
         )
     return chosen, added

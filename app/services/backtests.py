@@ -130,7 +130,8 @@ class BacktestService:
         needs = [s.name for s in strategies if s.uses_forecasts]
         if needs and parameters.predictions is None:
             raise MissingForecasts(
-                f"{', '.join(needs)} need the walk-forward forecasts of model "
+                f"{', '.join(needs)} {'needs' if len(needs) == 1 else 'need'} the walk-forward "
+                f"forecasts of model "
                 f"{parameters.model_name} version "
                 f"{parameters.model_version if parameters.model_version is not None else '-'}"
                 f", and none were found: {HOW_TO_PRODUCE}. Or leave them out."
