@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from bench import backtest as bench
+from bench._backtest_cvxportfolio import rebalance_dates, run_cvxportfolio
 
 N_ASSETS = 30
 N_FACTORS = 3
@@ -54,7 +55,7 @@ def test_quantserve_sets_valid_weights_and_times_them(
     facts = bench.check_weights(run.weights, "quantserve")
     assert facts["max_weight"] <= bench.MAX_WEIGHT + 1e-6
     assert list(run.weights.index) == list(
-        bench.rebalance_dates(bench.synthetic_universe(N_ASSETS, N_FACTORS, N_DAYS, seed=3))
+        rebalance_dates(bench.synthetic_universe(N_ASSETS, N_FACTORS, N_DAYS, seed=3))
     )
     _finite_breakdown(run)
     assert run.timings.estimation > 0.0
@@ -68,7 +69,7 @@ def test_cvxportfolio_runs_offline_on_the_same_dates_and_agrees(
     universe: bench.Universe, quantserve: tuple[bench.EngineRun, bench.TimedOptimizer]
 ) -> None:
     pytest.importorskip("cvxportfolio", reason="cvxportfolio is a dev dependency")
-    run = bench.run_cvxportfolio(universe)
+    run = run_cvxportfolio(universe)
     bench.check_weights(run.weights, "cvxportfolio")
     _finite_breakdown(run)
     # cvxportfolio cannot trade on the last day (it has no return after it); every
