@@ -48,8 +48,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
 import anyio
@@ -60,9 +59,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from app.core.config import AuditSettings
-from app.core.logging import request_id_var
 from app.core.metrics import AUDIT_WRITE_STAGES, ServiceMetrics
 from app.services._audit_answer import answer_to
+from app.services._audit_records import AuditEntry, AuditPage, AuditRecord, AuditUnavailable
 from app.services._audit_retention import PURGE_BATCH, PURGE_EVERY, RetentionPurge
 from app.services._audit_table import (
     MAX_ROW_ID,
@@ -73,7 +72,6 @@ from app.services._audit_table import (
     stored_json,
     write_turns_for,
 )
-from app.services.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -93,101 +91,8 @@ KNOWN_ACTIONS: Final = (
     "admin.promote",
     "admin.rollback",
 )
-# Retention: how often a process looks for expired rows, and how many one delete takes
-# (each batch is its own short write turn, so requests' writes are not held up).
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class AuditRecord:
-    """One recorded action, as read back."""
-
-    id: int
-    occurred_at: datetime
-    request_id: str | None
-    key_id: str
-    action: str
-    method: str
-    path: str
-    status: int | None
-    outcome: str
-    inputs: Any
-    inputs_sha256: str | None
-    model_versions: dict[str, int] | None
-    outputs: Any
-    duration_ms: float | None
-
-
-@dataclass(frozen=True)
-class AuditPage:
-    """Records newest first, and the cursor of the next (older) page, if there is one."""
-
-    records: list[AuditRecord]
-    next_before_id: int | None
-
-
-class AuditUnavailable(ServiceError):
-    """The audit row could not be committed, so the request is not answered with success."""
-
-    def __init__(self, action: str, *, performed: bool) -> None:
-        self.action = action
-        self.performed = performed
-        if performed:
-            message = (
-                f"{action} was carried out and its start is recorded, but its outcome could "
-                "not be recorded. Check the current state (GET /v1/models, GET /v1/backtests) "
-                "before retrying."
-            )
-        else:
-            message = (
-                f"{action} could not be recorded in the audit trail, so it was not answered "
-                "(nothing was changed). Retry shortly; if it persists, the audit database "
-                "is down or full."
-            )
-        super().__init__(message)
-
-
-class AuditEntry:
-    """The row of one action in progress; the handler says how it went with ``succeeded``."""
-
-    def __init__(self, request: Request, action: str, inputs: Any) -> None:
-        self.occurred_at = datetime.now(UTC)
-        self.started = time.perf_counter()
-        principal = getattr(request.state, "principal", None)
-        self.values: dict[str, Any] = {
-            "occurred_at": self.occurred_at,
-            "request_id": request_id_var.get(),
-            "key_id": getattr(principal, "key_id", None) or "anonymous",
-            "action": action,
-            "method": request.method,
-            # Without the query string, which can carry secrets.
-            "path": request.url.path,
-            "inputs": inputs,
-        }
-        self.status = 200
-        self.outputs: Any = None
-        self.model_versions: Mapping[str, int] | None = None
-
-    def succeeded(
-        self,
-        outputs: Any = None,
-        model_versions: Mapping[str, int] | None = None,
-        status: int = 200,
-    ) -> None:
-        """Record the response (a pydantic model or JSON-able value) and the models used."""
-        self.outputs = outputs
-        self.model_versions = model_versions
-        self.status = status
-
-    def _ended(self, status: int | None, outcome: str, outputs: Any) -> dict[str, Any]:
-        return {
-            "status": status,
-            "outcome": outcome,
-            "outputs": outputs,
-            "model_versions": dict(self.model_versions) if self.model_versions else None,
-            "duration_ms": (time.perf_counter() - self.started) * 1000.0,
-        }
 
 
 class AuditLog:
