@@ -25,7 +25,8 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
 from app.core.config import ApiKey, LimitSettings, Settings
-from app.core.security import TokenBucket, generate_key, hash_key
+from app.core.rate_limit import TokenBucket
+from app.core.security import generate_key, hash_key
 from app.main import create_app
 from tests.training.synthetic import build_model_store
 
