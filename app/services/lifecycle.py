@@ -22,12 +22,12 @@ import gc
 import logging
 import os
 import threading
-from dataclasses import dataclass, replace
-from enum import StrEnum
+from dataclasses import replace
 from pathlib import Path
 
 from app.core.config import Settings
 from app.core.metrics import ServiceMetrics
+from app.services._reload_result import RegistryChange, ReloadOutcome, ReloadResult
 from app.services.errors import ModelVersionNotFound, ModelVersionRefused, RegistryConflict
 from app.services.model_fingerprint import Fingerprint, read_fingerprint, rollback_target
 from app.services.monitoring import publish
@@ -46,37 +46,7 @@ from training.registry import ModelRegistry, RegistryError, Stage
 
 logger = logging.getLogger(__name__)
 
-
-class ReloadOutcome(StrEnum):
-    """What a check or an admin action did."""
-
-    SWAPPED = "swapped"
-    UNCHANGED = "unchanged"
-    REFUSED = "refused"
-
-
-@dataclass(frozen=True)
-class RegistryChange:
-    """A promotion or rollback an admin action made."""
-
-    action: str
-    version: int
-    """The production version now."""
-    previous: int | None
-    """The production version before (None when there was none)."""
-
-
-@dataclass(frozen=True)
-class ReloadResult:
-    """The outcome of one check or admin action."""
-
-    outcome: ReloadOutcome
-    state: ServingState
-    """What serves after it."""
-    previous: ServingState
-    """What served before it."""
-    refused: ModelVersionRefused | None = None
-    registry_change: RegistryChange | None = None
+__all__ = ["ModelLifecycle", "RegistryChange", "ReloadOutcome", "ReloadResult"]
 
 
 class ModelLifecycle:
