@@ -6,7 +6,8 @@ walk-forward forecasts; strategies see it only through a point-in-time
 :class:`MarketView` at each rebalance date; :func:`run_backtest` simulates holdings
 (drift, trades, costs, cash) and computes each strategy's metrics, with a test of its
 Sharpe ratio against 1/N's; :func:`write_outputs` writes metrics, daily returns,
-weights and a self-contained HTML report.
+weights and a self-contained HTML report; :func:`equity_curves` turns the daily returns
+into equity and drawdown curves thinned for charting.
 
 Examples
 --------
@@ -19,6 +20,7 @@ Examples
 
 from backtest._catalog import STRATEGY_NAMES, VOL_TARGET_SUFFIX, named_strategy
 from backtest._engine import Simulation, simulate
+from backtest._equity import EquityCurves, equity_curves, significant_digits
 from backtest._errors import (
     BacktestCancelled,
     BacktestError,
@@ -77,6 +79,7 @@ __all__ = [
     "BacktestSettings",
     "BuyAndHold",
     "EqualWeight",
+    "EquityCurves",
     "InvalidBacktest",
     "LookAheadError",
     "Market",
@@ -93,6 +96,7 @@ __all__ = [
     "VolatilityTarget",
     "WalkForwardForecasts",
     "drawdown",
+    "equity_curves",
     "jobson_korkie_memmel_test",
     "ledoit_wolf_sharpe_test",
     "named_strategy",
@@ -100,6 +104,7 @@ __all__ = [
     "rolling_sharpe",
     "run_backtest",
     "sharpe_confidence_interval",
+    "significant_digits",
     "simulate",
     "strategy_metrics",
     "write_outputs",

@@ -24,6 +24,7 @@ from app.services.errors import (
     BacktestConflict,
     BacktestNotFound,
     BacktestQueueFull,
+    EvaluationNotFound,
     LimitExceeded,
     ModelNotLoaded,
     ModelVersionNotFound,
@@ -225,6 +226,19 @@ async def _model_version_not_found(request: Request, exc: Exception) -> JSONResp
     )
 
 
+async def _evaluation_not_found(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, EvaluationNotFound)
+    return problem_response(
+        request,
+        404,
+        "evaluation-not-found",
+        f"{exc}.",
+        title="No evaluation of this model version",
+        model=exc.name,
+        version=exc.version,
+    )
+
+
 async def _registry_conflict(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(
         request, 409, "registry-conflict", str(exc), title="The registry cannot do that"
@@ -354,6 +368,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ModelNotLoaded, _model_not_loaded)
     app.add_exception_handler(ModelVersionRefused, _model_version_refused)
     app.add_exception_handler(ModelVersionNotFound, _model_version_not_found)
+    app.add_exception_handler(EvaluationNotFound, _evaluation_not_found)
     app.add_exception_handler(RegistryConflict, _registry_conflict)
     app.add_exception_handler(SolverTimeLimitExceeded, _solver_time_limit)
     app.add_exception_handler(OptimizerError, _optimizer_error)

@@ -1,4 +1,4 @@
-"""Bodies of ``GET /v1/models``."""
+"""Bodies of ``GET /v1/models`` and a version's ``/evaluation``."""
 
 from __future__ import annotations
 
@@ -36,3 +36,26 @@ class ModelsResponse(BaseModel):
     """Every model the server knows of."""
 
     models: list[ModelDescription]
+
+
+class EvaluationMetrics(BaseModel):
+    """Out-of-sample metrics of the walk-forward evaluation, by forecaster."""
+
+    volatility: dict[str, dict[str, Any]] = Field(
+        description="By forecaster (model, baselines, challenger): qlike, rmse, samples; "
+        "the model's Diebold-Mariano test against the best baseline."
+    )
+    returns: dict[str, dict[str, Any]] = Field(
+        description="By forecaster: ic_mean, ic_t, ic_dates, r2_oos, hit_rate, rmse; the "
+        "model's quantile_coverage."
+    )
+
+
+class ModelEvaluation(BaseModel):
+    """A model version's walk-forward evaluation, as ``quantserve evaluate`` wrote it."""
+
+    model: ModelRef
+    metrics: EvaluationMetrics
+    context: dict[str, Any] = Field(
+        description="The run: test_start, test_end, refits, tickers, training settings, ..."
+    )

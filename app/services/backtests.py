@@ -15,6 +15,7 @@ re-run from scratch, their folder replaced whole.
 
 from __future__ import annotations
 
+import json
 import logging
 from functools import lru_cache
 from pathlib import Path
@@ -41,10 +42,14 @@ from app.services.errors import BacktestConflict, BacktestNotFound, UnknownTicke
 from app.services.model_registry import serving_version
 from backtest import (
     HOW_TO_PRODUCE,
+    METRICS_FILE,
     PREDICTIONS_FILE,
     REPORT_FILE,
+    RETURNS_FILE,
+    EquityCurves,
     InvalidBacktest,
     MissingForecasts,
+    equity_curves,
 )
 from optimizer import PortfolioOptimizer
 from training.errors import PipelineError
@@ -180,15 +185,8 @@ class BacktestService:
 
     def report(self, job_id: str) -> Path:
         """The HTML report of a succeeded job; BacktestConflict before it succeeded."""
-        job = self.get(job_id)
+        job = self._succeeded(job_id, "report")
         path = job.output_dir / REPORT_FILE
-        if job.status is not JobStatus.SUCCEEDED:
-            raise BacktestConflict(
-                job_id,
-                job.status.value,
-                f"back-test {job_id} is {job.status.value}: its report exists once it has "
-                f"succeeded; poll GET /v1/backtests/{job_id}",
-            )
         if not path.is_file():
             raise BacktestConflict(
                 job_id,
@@ -197,6 +195,53 @@ class BacktestService:
                 "submit the back-test again",
             )
         return path
+
+    def equity(self, job_id: str, points: int) -> EquityCurves:
+        """A succeeded job's equity and drawdown curves, at most ``points`` long.
+
+        Strategies in ``metrics.json``'s order; see ``backtest.equity_curves``. Blocking
+        (reads the job's folder): call in a thread. BacktestConflict before it succeeded,
+        or when its files are gone or unreadable.
+        """
+        job = self._succeeded(job_id, "equity curves")
+        try:
+            metrics = json.loads((job.output_dir / METRICS_FILE).read_text())
+            returns = pd.read_parquet(
+                job.output_dir / RETURNS_FILE, columns=["date", "strategy", "net_return"]
+            )
+            return equity_curves(returns, list(metrics["strategies"]), points)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # ValueError covers bad JSON and pyarrow's ArrowInvalid too.
+            logger.warning("back-test %s: cannot read its returns: %s", job_id, exc)
+            raise BacktestConflict(
+                job_id,
+                job.status.value,
+                f"the returns of back-test {job_id} are gone from {job.output_dir} or "
+                "unreadable; submit the back-test again",
+            ) from exc
+
+    def _succeeded(self, job_id: str, what: str) -> JobRecord:
+        """The job, if it succeeded; else BacktestConflict saying when ``what`` exists."""
+        job = self.get(job_id)
+        status = job.status
+        if status is JobStatus.SUCCEEDED:
+            return job
+        if status in (JobStatus.QUEUED, JobStatus.RUNNING):
+            message = (
+                f"back-test {job_id} is {status.value}: its {what} can be read once it has "
+                f"succeeded; poll GET /v1/backtests/{job_id}"
+            )
+        elif status is JobStatus.FAILED:
+            message = (
+                f"back-test {job_id} has failed, so it has no {what}; GET /v1/backtests/"
+                f"{job_id} shows why: fix the request and submit it again (POST /v1/backtests)"
+            )
+        else:
+            message = (
+                f"back-test {job_id} has {_ended(status)}, so it has no {what}; submit it "
+                "again (POST /v1/backtests)"
+            )
+        raise BacktestConflict(job_id, status.value, message)
 
     # -- checks before queueing ---------------------------------------------------------
 

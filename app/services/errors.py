@@ -7,12 +7,14 @@
      ├── UnknownTicker      a requested ticker has no features or forecast
      ├── ModelVerificationFailed  a loaded version fails a check before it may serve
      ├── ModelVersionRefused      a version was not swapped in; the last good one serves
-     ├── ModelVersionNotFound     an admin action names a model or version not in the store
+     ├── ModelVersionNotFound     an admin action or a read names a model or version not in
+     │                            the store
+     ├── EvaluationNotFound       a model version has no walk-forward evaluation (yet)
      ├── RegistryConflict         the registry cannot do what was asked (nothing to roll back to)
      ├── LimitExceeded            a request asks for more than a configured limit allows
      ├── BacktestNotFound         no back-test job has the id asked for
      ├── BacktestConflict         the job's state does not allow it (cancel a finished job,
-     │                            the report of an unfinished one)
+     │                            the report or equity curves of an unfinished one)
      └── BacktestQueueFull        backtests.max_queued jobs wait already; retry later
 
 A back-test request that cannot run as asked raises the back-test library's own
@@ -82,7 +84,11 @@ class ModelVersionRefused(ServiceError):
 
 
 class ModelVersionNotFound(ServiceError):
-    """An admin action names a model this server does not serve, or a version not in the store."""
+    """A model this server does not serve, or a version not in the store.
+
+    Named by an admin action (``served`` is the configured model), or by a read of any
+    model in the store (``served`` is ``name``).
+    """
 
     def __init__(
         self, name: str, version: int | None, available: Sequence[int], served: str
@@ -98,6 +104,19 @@ class ModelVersionNotFound(ServiceError):
         else:
             versions = ", ".join(map(str, self.available)) or "none"
             message = f"model {name} has no complete version {version} (versions: {versions})"
+        super().__init__(message)
+
+
+class EvaluationNotFound(ServiceError):
+    """A complete model version without a readable ``evaluation/metrics.json``.
+
+    The message says which commands write it (``quantserve evaluate`` evaluates the
+    serving version only).
+    """
+
+    def __init__(self, name: str, version: int, message: str) -> None:
+        self.name = name
+        self.version = version
         super().__init__(message)
 
 

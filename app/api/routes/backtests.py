@@ -9,6 +9,12 @@ from fastapi.responses import FileResponse, HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import AuditDep, BacktestServiceDep
+from app.schemas._backtest_equity import (
+    DEFAULT_EQUITY_POINTS,
+    MAX_EQUITY_POINTS,
+    MIN_EQUITY_POINTS,
+    BacktestEquity,
+)
 from app.schemas.backtests import (
     BacktestAccepted,
     BacktestJob,
@@ -20,6 +26,7 @@ from app.schemas.backtests import (
 from app.schemas.problems import Problem
 from app.services.audit import MAX_ROW_ID
 from app.services.backtests import JobRecord, JobStatus
+from backtest import EquityCurves, significant_digits
 
 PREFIX = "/v1/backtests"
 
@@ -32,6 +39,12 @@ trader_router = APIRouter(prefix=PREFIX, tags=["backtests"])
 JobId = Annotated[str, Path(min_length=1, max_length=64, description="The job's id.")]
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem}}
+_NOT_FOUND_OR_CONFLICT: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem},
+    409: {"model": Problem, "description": "It has not succeeded (yet)."},
+}
+EQUITY_DIGITS = 9
+"""Significant digits of the curves: a drawdown of -0.25 keeps 1e-9, a growth of 1 1e-8."""
 
 
 @trader_router.post(
@@ -80,14 +93,27 @@ def get_backtest(job_id: JobId, service: BacktestServiceDep) -> BacktestJob:
     return _job(service.get(job_id))
 
 
-@router.get(
-    "/{job_id}/report",
-    response_class=HTMLResponse,
-    responses={404: {"model": Problem}, 409: {"model": Problem}},
-)
+@router.get("/{job_id}/report", response_class=HTMLResponse, responses=_NOT_FOUND_OR_CONFLICT)
 def get_backtest_report(job_id: JobId, service: BacktestServiceDep) -> FileResponse:
     """The self-contained HTML report of a succeeded back-test."""
     return FileResponse(service.report(job_id), media_type="text/html; charset=utf-8")
+
+
+@router.get("/{job_id}/equity", responses=_NOT_FOUND_OR_CONFLICT)
+def get_backtest_equity(
+    job_id: JobId,
+    service: BacktestServiceDep,
+    points: Annotated[
+        int,
+        Query(
+            ge=MIN_EQUITY_POINTS,
+            le=MAX_EQUITY_POINTS,
+            description="Most points per curve; more days are thinned into this many buckets.",
+        ),
+    ] = DEFAULT_EQUITY_POINTS,
+) -> BacktestEquity:
+    """A succeeded back-test's equity (growth of 1, net of costs) and drawdown curves."""
+    return _equity(job_id, service.equity(job_id, points))
 
 
 @trader_router.delete(
@@ -147,6 +173,17 @@ def _job(job: JobRecord) -> BacktestJob:
         request=BacktestRequest.model_validate(job.request),
         error=None if job.error is None else Problem.model_validate(job.error),
         metrics=job.metrics if succeeded else None,
+    )
+
+
+def _equity(job_id: str, curves: EquityCurves) -> BacktestEquity:
+    return BacktestEquity(
+        id=job_id,
+        points=len(curves.dates),
+        days=curves.days,
+        dates=list(curves.dates),
+        equity={k: significant_digits(v, EQUITY_DIGITS) for k, v in curves.equity.items()},
+        drawdown={k: significant_digits(v, EQUITY_DIGITS) for k, v in curves.drawdown.items()},
     )
 
 

@@ -2,13 +2,40 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
 
 from app.api.deps import ServingStateDep, SettingsDep
-from app.schemas.models import ModelDescription, ModelsResponse, VersionStage
+from app.schemas.models import (
+    EvaluationMetrics,
+    ModelDescription,
+    ModelEvaluation,
+    ModelRef,
+    ModelsResponse,
+    VersionStage,
+)
+from app.schemas.problems import Problem
+from app.services.evaluations import MODEL_NAME_PATTERN, read_evaluation
 from app.services.model_registry import describe_model_store, model_names
 
 router = APIRouter(prefix="/v1", tags=["models"])
+
+ModelName = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=255,
+        pattern=MODEL_NAME_PATTERN,
+        description="A model in the store (letters, digits, _ . -).",
+    ),
+]
+Version = Annotated[
+    int, Path(ge=1, le=2**63 - 1, description="A complete version of the model (an integer).")
+]
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "No such model or version, or no evaluation yet."}
+}
 
 
 @router.get("/models")
@@ -31,3 +58,16 @@ def list_served_models(settings: SettingsDep, state: ServingStateDep) -> ModelsR
             )
         )
     return ModelsResponse(models=described)
+
+
+@router.get("/models/{name}/versions/{version}/evaluation", responses=_NOT_FOUND)
+def get_model_evaluation(
+    name: ModelName, version: Version, settings: SettingsDep
+) -> ModelEvaluation:
+    """A version's walk-forward evaluation (``quantserve evaluate``): metrics by forecaster."""
+    evaluation = read_evaluation(settings.models_dir, name, version, settings.model_name)
+    return ModelEvaluation(
+        model=ModelRef(name=evaluation.name, version=evaluation.version),
+        metrics=EvaluationMetrics(volatility=evaluation.volatility, returns=evaluation.returns),
+        context=evaluation.context,
+    )
