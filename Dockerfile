@@ -44,6 +44,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     WEB_CONCURRENCY=2
 COPY --from=build /opt/venv /opt/venv
 COPY config ./config
+# The dashboard's /model-card page renders these (docs_dir defaults to ./docs).
+COPY docs/model_card.md ./docs/
+COPY docs/model_card ./docs/model_card
 COPY deploy/gunicorn.conf.py ./deploy/
 COPY deploy/spark ./deploy/spark
 RUN mkdir -p data models audit backtests && chown -R 10001:10001 data models audit backtests

@@ -40,6 +40,11 @@ test-tools:
 test: install java test-tools ## Run the whole test suite
 	$(BIN)/pytest
 
+.PHONY: screenshots
+screenshots: install java test-tools ## Browser tests of the dashboard; its screenshot goes to docs/images/
+	$(BIN)/pytest -q tests/web
+	mkdir -p docs/images && cp test-artifacts/browser/dashboard.png docs/images/dashboard.png
+
 lint: install ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -40,6 +40,8 @@ from app.services.batching import MicroBatcher
 from app.services.lifecycle import ModelLifecycle
 from app.services.model_registry import configure_tensorflow
 from app.services.tfserving import TFServingService
+from app.web import routes as web
+from app.web.assets import load_assets
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +114,9 @@ def create_app(
             allow_headers=["*"],
         )
     install_problem_handlers(app)
+    # The dashboard's page and assets are open: the page calls the API with the user's key.
+    app.state.web_assets = load_assets()
+    app.include_router(web.router)
     # Roles nest (admin > trader > viewer); health probes are open.
     viewer, trader, admin_role = (Depends(require_role(r)) for r in ("viewer", "trader", "admin"))
     app.include_router(health.router)

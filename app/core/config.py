@@ -221,6 +221,9 @@ class Settings(BaseSettings):
     environment: Literal["development", "test", "production"] = "development"
     data_dir: Path = Path("data")
     models_dir: Path = Path("models")
+    docs_dir: Path = Field(
+        Path("docs"), description="The dashboard's /model-card page renders model_card.md here."
+    )
     model_name: str = Field("forecaster", pattern=r"^[A-Za-z0-9_.-]+$")
     host: str = "0.0.0.0"
     port: int = Field(8000, ge=1, le=65535)

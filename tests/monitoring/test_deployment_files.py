@@ -197,7 +197,14 @@ def test_the_workflow_runs_the_same_steps_as_the_ci_script() -> None:
 
 
 def _dockerignored(path: str, patterns: list[str]) -> bool:
-    return any(fnmatch.fnmatch(path, p) or fnmatch.fnmatch(path.split("/")[0], p) for p in patterns)
+    """Docker's rule: the last pattern that matches decides; ``!`` patterns re-include."""
+    ignored = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        pattern = pattern.removeprefix("!")
+        if fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(path.split("/")[0], pattern):
+            ignored = not negated
+    return ignored
 
 
 def test_the_dockerfile_is_multi_stage_non_root_with_java_and_a_health_check() -> None:
