@@ -65,6 +65,10 @@ bench-load: install java ## Load: quantserve vs a bare FastAPI endpoint under wr
 bench-optimizer: install ## Optimizer: quantserve vs naive cvxpy vs skfolio, 20-2000 assets (~3 min)
 	$(BIN)/python -m bench.optimizer
 
+.PHONY: bench-concurrency
+bench-concurrency: install ## Optimizer: concurrent same-shape solves, 1 vs 2 vs 4 compiled copies (~2 min)
+	$(BIN)/python -m bench.concurrent_solves
+
 .PHONY: bench-backtest
 bench-backtest: install ## Back-test: seconds per rebalance, quantserve vs cvxportfolio, 500 assets (~2 min)
 	$(BIN)/python -m bench.backtest

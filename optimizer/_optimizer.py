@@ -28,6 +28,7 @@ from optimizer._errors import (
 from optimizer._factor_model import FactorModel
 from optimizer._frontier import efficient_frontier
 from optimizer._objectives import MaxReturn, MaxSharpe, MinVariance, Objective
+from optimizer._pool import ProblemPool
 from optimizer._problem import (
     CompiledProblem,
     CompileKey,
@@ -49,8 +50,9 @@ class PortfolioOptimizer:
     (the shape: number of assets, dense or factor risk and its number of factors,
     whether costs and scenarios enter) and kept in an LRU cache; each request only
     sets parameter values (expected returns, risk factors, bounds, targets, costs)
-    and re-solves. Safe to share between threads: the cache has a lock, and each compiled
-    problem serialises its own solves.
+    and re-solves. Safe to share between threads: the cache has a lock, and each
+    structure keeps up to ``instances_per_problem`` compiled copies, so that many
+    same-shape requests solve at once instead of queueing behind one copy.
 
     Parameters
     ----------
@@ -60,7 +62,11 @@ class PortfolioOptimizer:
         Solvers tried in order when the previous one errors, is inaccurate or returns
         a constraint-violating solution. Default ``("SCS",)``.
     cache_size : int, optional
-        Number of compiled problems kept. Default 128.
+        Number of problem structures kept compiled. Default 128.
+    instances_per_problem : int, optional
+        Compiled copies of one structure, i.e. how many same-shape solves run at once;
+        further ones wait, the wait counting against ``time_limit_seconds``. Each copy
+        holds its own compiled program (for 2,000 dense assets, tens of MB). Default 2.
     time_limit_seconds : float or None, optional
         Wall time allowed to one solve, fallbacks included (a frontier is one solve per
         point); past it :class:`SolverTimeLimitExceeded` is raised. Clarabel, SCS and
@@ -70,7 +76,8 @@ class PortfolioOptimizer:
     Raises
     ------
     ValueError
-        If a solver is not installed, ``cache_size < 1`` or ``time_limit_seconds <= 0``.
+        If a solver is not installed, ``cache_size < 1``, ``instances_per_problem < 1``
+        or ``time_limit_seconds <= 0``.
     """
 
     def __init__(
@@ -79,6 +86,7 @@ class PortfolioOptimizer:
         fallback_solvers: Sequence[str] = ("SCS",),
         cache_size: int = 128,
         time_limit_seconds: float | None = None,
+        instances_per_problem: int = 2,
     ) -> None:
         self.solver = solver.upper()
         self.fallback_solvers = tuple(name.upper() for name in fallback_solvers)
@@ -90,9 +98,12 @@ class PortfolioOptimizer:
             )
         if time_limit_seconds is not None and not time_limit_seconds > 0:
             raise ValueError(f"time_limit_seconds={time_limit_seconds} must be positive")
+        if instances_per_problem < 1:
+            raise ValueError(f"instances_per_problem={instances_per_problem} must be at least 1")
         self.cache_size = cache_size
         self.time_limit_seconds = time_limit_seconds
-        self._cache: LRUCache[CompileKey, CompiledProblem] = LRUCache(cache_size)
+        self.instances_per_problem = instances_per_problem
+        self._cache: LRUCache[CompileKey, ProblemPool] = LRUCache(cache_size)
 
     @property
     def solvers(self) -> tuple[str, ...]:
@@ -118,11 +129,21 @@ class PortfolioOptimizer:
         Returns
         -------
         tuple of (CompiledProblem, bool)
-            The problem and whether it came from the cache.
+            The problem (the first copy of its pool) and whether it came from the cache.
         """
-        canonical = canonical_constraints(constraints)
+        pool, from_cache = self._pool(objective, canonical_constraints(constraints), shape)
+        return pool.primary, from_cache
+
+    def _pool(
+        self, objective: Objective, canonical: Sequence[Constraint], shape: ProblemShape | int
+    ) -> tuple[ProblemPool, bool]:
         key = compile_key(shape, objective, canonical)
-        return self._cache.get_or_create(key, lambda: CompiledProblem(shape, objective, canonical))
+        return self._cache.get_or_create(
+            key,
+            lambda: ProblemPool(
+                lambda: CompiledProblem(shape, objective, canonical), self.instances_per_problem
+            ),
+        )
 
     def optimize(
         self,
@@ -205,9 +226,9 @@ class PortfolioOptimizer:
         direct = self._allocate(objective, canonical, data)
         if direct is not None:
             return build_result(objective, data, direct, rate, from_cache=False)
-        compiled, from_cache = self.compile(objective, canonical, data_shape(data))
+        pool, from_cache = self._pool(objective, canonical, data_shape(data))
         try:
-            outcome = compiled.solve(
+            outcome = pool.solve(
                 objective, canonical, data, self.solvers, time_limit_seconds=self.time_limit_seconds
             )
         except ProgramInfeasible as exc:

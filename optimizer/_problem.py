@@ -310,15 +310,7 @@ class CompiledProblem:
         self, time_limit_seconds: float | None, attempts: list[str], status: str | None
     ) -> SolverTimeLimitExceeded:
         assert time_limit_seconds is not None
-        tried = f" ({'; '.join(attempts)})" if attempts else ""
-        return SolverTimeLimitExceeded(
-            f"the solvers ran out of the {time_limit_seconds:g} s time limit before reaching "
-            f"a solution{tried}. Ask for a smaller problem (fewer tickers or return "
-            "scenarios, a pca_factor risk model) or raise the limit.",
-            time_limit_seconds=time_limit_seconds,
-            status=status,
-            constraints=self.constraint_names,
-        )
+        return time_limit_exceeded(time_limit_seconds, attempts, status, self.constraint_names)
 
     def _infeasible(self, involved: list[str], status: str | None) -> ProgramInfeasible:
         if involved:
@@ -368,3 +360,21 @@ class CompiledProblem:
             detail = ", ".join(f"{name} by {v:.3g}" for name, v in violated.items())
             return f"the solution violates {detail}"
         return ""
+
+
+def time_limit_exceeded(
+    time_limit_seconds: float,
+    attempts: Sequence[str],
+    status: str | None,
+    constraint_names: Sequence[str],
+) -> SolverTimeLimitExceeded:
+    """The error of a solve that ran out of its time limit, saying what to change."""
+    tried = f" ({'; '.join(attempts)})" if attempts else ""
+    return SolverTimeLimitExceeded(
+        f"the solvers ran out of the {time_limit_seconds:g} s time limit before reaching "
+        f"a solution{tried}. Ask for a smaller problem (fewer tickers or return "
+        "scenarios, a pca_factor risk model) or raise the limit.",
+        time_limit_seconds=time_limit_seconds,
+        status=status,
+        constraints=list(constraint_names),
+    )

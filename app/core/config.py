@@ -31,6 +31,13 @@ class OptimizerSettings(BaseModel):
     solver: str = "CLARABEL"
     fallback_solvers: tuple[str, ...] = ("SCS",)
     cache_size: int = Field(128, ge=1, description="Compiled problems kept (LRU).")
+    instances_per_problem: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Compiled copies of one problem structure: how many same-shape solves "
+        "run at once in a process (more wait, within the solver time limit).",
+    )
     risk_free_rate: float = Field(0.0, description="Annualised, default for requests.")
     correlation_lookback_days: int = Field(
         252, ge=30, description="Trailing daily returns behind the Ledoit-Wolf correlation."

@@ -81,6 +81,7 @@ def build_optimizer(settings: Settings) -> PortfolioOptimizer:
         fallback_solvers=settings.optimizer.fallback_solvers,
         cache_size=settings.optimizer.cache_size,
         time_limit_seconds=settings.limits.solver_time_limit_seconds,
+        instances_per_problem=settings.optimizer.instances_per_problem,
     )
 
 

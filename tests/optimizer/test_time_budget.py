@@ -19,25 +19,28 @@ from optimizer import (
     WeightBounds,
 )
 from optimizer._diagnose import conflicting_constraints
+from optimizer._problem import canonical_constraints
 from tests.optimizer._markets import random_market
 
 
 def test_waiting_for_another_solve_of_the_problem_spends_the_time_limit() -> None:
-    """A queue of same-shape requests cannot outlast the limit behind the problem's lock."""
-    optimizer = PortfolioOptimizer(time_limit_seconds=0.3)
+    """A queue of same-shape requests cannot outlast the limit waiting for a free copy."""
+    optimizer = PortfolioOptimizer(time_limit_seconds=0.3, instances_per_problem=1)
     market = random_market(8, seed=1)
     data = ProblemData.from_arrays(market.expected_returns, market.covariance)
     constraints = [LongOnly()]
     optimizer.solve(MinVariance(), constraints, data)  # compiled, and it works
-    compiled, from_cache = optimizer.compile(MinVariance(), constraints, 8)
+    pool, from_cache = optimizer._pool(MinVariance(), canonical_constraints(constraints), 8)
     assert from_cache
     holding = threading.Event()
     release = threading.Event()
 
-    def another_long_solve() -> None:  # holds the problem as a slow solve would
-        with compiled._lock:
-            holding.set()
-            release.wait(10)
+    def another_long_solve() -> None:  # holds the only copy as a slow solve would
+        borrowed = pool.borrow(None)
+        assert borrowed is not None
+        holding.set()
+        release.wait(10)
+        pool.give_back(borrowed)
 
     thread = threading.Thread(target=another_long_solve)
     thread.start()
