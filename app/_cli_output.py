@@ -52,12 +52,20 @@ def print_training(metadata: dict[str, Any]) -> None:
     """The exported version, its training and validation periods and its scores."""
     metrics = metadata["validation_metrics"]
     split = metadata["split"]
+    holdout = split.get("holdout")
+    held_out = f", held out {holdout[0]}..{holdout[1]}" if holdout else ", no holdout"
     console.print(
         f"exported {metadata['name']} version {metadata['version']}: trained "
-        f"{split['train'][0]}..{split['train'][1]}, validated "
-        f"{split['validation'][0]}..{split['validation'][1]}"
+        f"{split['train'][0]}..{split['train'][1]}, validated (early stopping) "
+        f"{split['validation'][0]}..{split['validation'][1]}{held_out}"
     )
-    table = Table(title="validation (out of sample)")
+    _print_scores("validation (early stopping chose the epoch here)", metrics)
+    if metadata.get("holdout_metrics"):
+        _print_scores("holdout (never used to fit or select)", metadata["holdout_metrics"])
+
+
+def _print_scores(title: str, metrics: dict[str, Any]) -> None:
+    table = Table(title=title)
     for column in ("forecaster", "metric", "value"):
         table.add_column(column)
     for target, rows in metrics.items():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class IngestConfig(BaseModel):
@@ -55,7 +55,18 @@ class TrainingConfig(BaseModel):
     batch_size: int = Field(512, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
     validation_fraction: float = Field(
-        0.2, gt=0, lt=1, description="Share of the dated sample kept for validation (the end)."
+        0.2,
+        gt=0,
+        lt=1,
+        description="Share of the dated sample for early stopping, just before the holdout.",
+    )
+    holdout_fraction: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="Share of the dated sample held out at the end: promotion compares "
+        "versions there; neither fitting nor early stopping sees it. 0: no holdout, and "
+        "the version is never promoted over production automatically.",
     )
     window_stride: int = Field(
         1, ge=1, description="Keep every n-th training window (overlapping targets repeat)."
@@ -64,3 +75,13 @@ class TrainingConfig(BaseModel):
     volatility_loss: Literal["qlike", "mse_log"] = Field(
         "qlike", description="qlike: QLIKE on the variance; mse_log: MSE on its log."
     )
+
+    @model_validator(mode="after")
+    def _leave_room_to_train(self) -> TrainingConfig:
+        """Validation and holdout together must leave dates to train on."""
+        if self.validation_fraction + self.holdout_fraction >= 1:
+            raise ValueError(
+                f"validation_fraction ({self.validation_fraction}) + holdout_fraction "
+                f"({self.holdout_fraction}) must be below 1 to leave dates to train on"
+            )
+        return self

@@ -21,8 +21,13 @@ from training.train import TrainResult, train_and_export
 
 
 def training_config_of(metadata: dict[str, Any]) -> TrainingConfig:
-    """The training configuration recorded in a version's metadata."""
-    recorded = metadata.get("training", {})
+    """The training configuration recorded in a version's metadata.
+
+    Versions trained before the holdout existed recorded no ``holdout_fraction``: they
+    trained on every date up to validation, so they rebuild with none (not today's
+    default), or the rebuild would not reproduce them.
+    """
+    recorded = {"holdout_fraction": 0.0, **metadata.get("training", {})}
     return TrainingConfig(
         **{key: recorded[key] for key in TrainingConfig.model_fields if key in recorded}
     )

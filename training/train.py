@@ -1,9 +1,20 @@
 """``quantserve train``: fit the pooled forecaster, validate it honestly, export a version.
 
-The split is by time. The last ``validation_fraction`` of forecast dates validate; the
-training dates end ``VOLATILITY_HORIZON_DAYS`` trading days before the first validation
-date, so no training target (which looks up to 21 days ahead) overlaps a validation
-date. Samples inside stale-price stretches flagged by ingest are left out of both.
+The split is by time, in three parts with a purge gap before each of the later two::
+
+    train | gap | validation | gap | holdout
+
+- **train** (the earliest dates): the weights are fitted here;
+- **validation** (``validation_fraction`` of the dated sample): early stopping picks
+  the epoch here, and ``validation_metrics`` are measured here, so they flatter the
+  model a little: it was selected on them;
+- **holdout** (the last ``holdout_fraction``): neither fitting nor early stopping sees
+  it. ``holdout_metrics`` are measured here, and promotion compares versions here
+  (:mod:`training.promotion`).
+
+Each gap is ``VOLATILITY_HORIZON_DAYS`` trading days, the longest target horizon, so no
+target of one part (which looks up to 21 days ahead) overlaps a target of the next.
+Samples inside stale-price stretches flagged by ingest are left out of all three.
 Normalisation statistics, target scales and the drift reference (each feature's
 decile bins, written to ``drift_reference.json`` beside the model) come from the
 training split only.
@@ -66,16 +77,24 @@ def train_and_export(
     samples = build_windows(features, config.lookback_days)
     samples = samples.select(samples.has_targets)
     samples, excluded = _exclude_stale(samples, quality_report)
-    train, validation, split = split_by_time(samples, config.validation_fraction)
-    train = train.select(np.arange(len(train)) % config.window_stride == 0)
+    parts = split_by_time_with_holdout(samples, config.validation_fraction, config.holdout_fraction)
+    validation, holdout, split = parts.validation, parts.holdout, parts.windows
+    train = parts.train.select(np.arange(len(parts.train)) % config.window_stride == 0)
 
     # TensorBoard logs go to a scratch folder first: the version folder exists only
     # once the export succeeds.
     tensorboard_logs = Path(tempfile.mkdtemp(prefix="quantserve-tensorboard-"))
+    # The holdout is never passed to the fit: early stopping selects on `validation`.
     fitted = fit_forecaster(train, validation, config, verbose=verbose, log_dir=tensorboard_logs)
     serving = fitted.serving
     predicted = fitted.predict(validation.features)
     metrics = validation_metrics(validation, predicted[RETURN_OUTPUT], predicted[VARIANCE_OUTPUT])
+    holdout_metrics = None
+    if len(holdout):
+        on_holdout = fitted.predict(holdout.features)
+        holdout_metrics = validation_metrics(
+            holdout, on_holdout[RETURN_OUTPUT], on_holdout[VARIANCE_OUTPUT]
+        )
 
     # The distribution live features are compared with: each training sample's own
     # row (the last of its window), from the training split only.
@@ -125,10 +144,14 @@ def train_and_export(
             "samples": {
                 "train": len(train),
                 "validation": len(validation),
+                "holdout": len(holdout),
                 "excluded_stale": excluded,
                 "tickers": sorted(set(samples.tickers.tolist())),
             },
             "validation_metrics": metrics,
+            # Same structure, on dates neither fitting nor early stopping saw (None
+            # when holdout_fraction is 0).
+            "holdout_metrics": holdout_metrics,
             "drift_reference": {"file": DRIFT_REFERENCE_FILE, **drift_description},
             "training": {
                 **config.model_dump(),
@@ -155,40 +178,93 @@ def train_and_export(
     )
 
 
+@dataclass(frozen=True)
+class TimeSplit:
+    """Training, validation and holdout samples, in date order with purge gaps between."""
+
+    train: WindowedSamples
+    """Fitted on."""
+    validation: WindowedSamples
+    """Early stopping selects the epoch on it."""
+    holdout: WindowedSamples
+    """Seen by neither; empty when ``holdout_fraction`` is 0."""
+    windows: dict[str, Any]
+    """First and last date of each part and the gap: ``metadata.json``'s ``split``."""
+
+
+def split_by_time_with_holdout(
+    samples: WindowedSamples, validation_fraction: float, holdout_fraction: float
+) -> TimeSplit:
+    """Split by date into train | gap | validation | gap | holdout.
+
+    Parameters
+    ----------
+    samples
+        Windows with known targets.
+    validation_fraction, holdout_fraction
+        Shares of the distinct sample dates for validation and for the holdout (the
+        last dates). A holdout fraction of 0 leaves no holdout and no second gap.
+
+    Each gap is ``VOLATILITY_HORIZON_DAYS`` sample dates (trading days; a date missing
+    from every ticker only widens it), so the last target of one part, which reaches
+    21 trading days ahead, ends before the first date of the next.
+
+    Raises
+    ------
+    TrainingError
+        When the dates are too few to leave at least one date in each part.
+    """
+    dates = np.unique(samples.dates)
+    gap = schema.VOLATILITY_HORIZON_DAYS
+    n_holdout = round(len(dates) * holdout_fraction)
+    n_validation = round(len(dates) * validation_fraction)
+    gaps = gap * (2 if n_holdout else 1)
+    n_train = len(dates) - n_validation - n_holdout - gaps
+    if n_validation < 1 or n_train < 1 or (holdout_fraction > 0 and n_holdout < 1):
+        raise TrainingError(
+            f"{len(dates)} dated samples are too few to split with validation_fraction="
+            f"{validation_fraction} ({n_validation} dates), holdout_fraction="
+            f"{holdout_fraction} ({n_holdout} dates) and a {gap}-day gap before each: "
+            f"{n_train} would be left to train on; give more history or lower the fractions"
+        )
+    last_train = dates[n_train - 1]
+    first_validation = dates[n_train + gap]
+    last_validation = dates[n_train + gap + n_validation - 1]
+    train = samples.select(samples.dates <= last_train)
+    validation = samples.select(
+        (samples.dates >= first_validation) & (samples.dates <= last_validation)
+    )
+    holdout_range = None
+    holdout = samples.select(np.zeros(len(samples), dtype=bool))
+    if n_holdout:
+        first_holdout = dates[len(dates) - n_holdout]
+        holdout = samples.select(samples.dates >= first_holdout)
+        holdout_range = [_day(first_holdout), _day(dates[-1])]
+    windows = {
+        "train": [_day(dates[0]), _day(last_train)],
+        "validation": [_day(first_validation), _day(last_validation)],
+        "holdout": holdout_range,
+        "gap_trading_days": gap,
+    }
+    return TimeSplit(train, validation, holdout, windows)
+
+
 def split_by_time(
     samples: WindowedSamples, validation_fraction: float
 ) -> tuple[WindowedSamples, WindowedSamples, dict[str, Any]]:
-    """Split by date with a purge gap of the longest target horizon (in trading days)."""
-    dates = np.unique(samples.dates)
-    gap = schema.VOLATILITY_HORIZON_DAYS
-    n_validation = round(len(dates) * validation_fraction)
-    if n_validation < 1 or len(dates) - n_validation - gap < 1:
-        raise TrainingError(
-            f"{len(dates)} dated samples are too few to split with validation_fraction="
-            f"{validation_fraction} and a {gap}-day gap; give more history"
-        )
-    first_validation = dates[len(dates) - n_validation]
-    last_train = dates[len(dates) - n_validation - gap - 1]
-    train = samples.select(samples.dates <= last_train)
-    validation = samples.select(samples.dates >= first_validation)
-    if len(train) == 0 or len(validation) == 0:
-        raise TrainingError("the time split left an empty training or validation set")
+    """Train | gap | validation, no holdout (the walk-forward's inner split).
 
-    def day(value: np.datetime64) -> str:
-        return str(np.datetime_as_string(value, unit="D"))
-
-    split = {
-        "train": [day(dates[0]), day(last_train)],
-        "validation": [day(first_validation), day(dates[-1])],
-        "gap_trading_days": gap,
-    }
-    return train, validation, split
+    The walk-forward tests on its own later period, so it holds nothing out here;
+    ``train_and_export`` uses :func:`split_by_time_with_holdout`.
+    """
+    parts = split_by_time_with_holdout(samples, validation_fraction, 0.0)
+    return parts.train, parts.validation, parts.windows
 
 
 def validation_metrics(
     validation: WindowedSamples, predicted_return: np.ndarray, predicted_variance: np.ndarray
 ) -> dict[str, Any]:
-    """The model beside the naive baselines on the validation split, same samples."""
+    """The model beside the naive baselines on one split (validation or holdout), same samples."""
     realized_return = validation.target_log_return
     realized_variance = validation.target_variance
     dates = validation.dates
@@ -220,6 +296,10 @@ def load_training_inputs(data_dir: Path) -> tuple[dict[str, Any], dict[str, Any]
             )
         loaded.append(json.loads(path.read_text()))
     return loaded[0], loaded[1], loaded[2]
+
+
+def _day(value: np.datetime64) -> str:
+    return str(np.datetime_as_string(value, unit="D"))
 
 
 def _exclude_stale(
