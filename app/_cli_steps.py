@@ -106,6 +106,7 @@ def evaluate_step(
             update={"epochs": epochs, "lookback_days": metadata["lookback_days"]}
         ),
         garch=garch,
+        stale_stretches=tuple(_stale_stretches(settings.raw_dir)),
     )
     started = time.perf_counter()
     spark = (
@@ -130,6 +131,7 @@ def evaluate_step(
         "refits": int(predictions["refit_train_end"].nunique()),
         "refit_every_years": refit_every,
         "purge_days": config.purge_days,
+        "stale_stretches_excluded": len(config.stale_stretches),
         "tickers": int(predictions["ticker"].nunique()),
         "training": config.training.model_dump(),
         "garch": garch,
@@ -145,6 +147,15 @@ def evaluate_step(
     )
     console.print(f"wrote {version_dir / 'evaluation'} in {context['seconds']} s")
     return metrics
+
+
+def _stale_stretches(raw_dir: Path) -> list[dict[str, Any]]:
+    """Ingest's stale-price stretches, as training leaves them out (none without a report)."""
+    path = raw_dir / "quality.json"
+    if not path.is_file():
+        return []
+    stretches: list[dict[str, Any]] = json.loads(path.read_text()).get("stale_stretches", [])
+    return stretches
 
 
 def challenger_step(settings: Settings) -> tuple[int, Path]:

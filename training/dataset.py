@@ -7,7 +7,9 @@ dated ``t``. A window is usable only when every feature in it is known.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -120,6 +122,31 @@ def build_windows(
         target_variance=np.concatenate([p.target_variance for p in parts]),
         trailing_variance=np.concatenate([p.trailing_variance for p in parts]),
     )
+
+
+# Calendar days before a stale stretch whose forward 21-day targets it contaminates.
+STALE_PADDING = pd.Timedelta(days=31)
+
+
+def exclude_stale(
+    samples: WindowedSamples, stale_stretches: Iterable[Mapping[str, Any]]
+) -> tuple[WindowedSamples, int]:
+    """Drop samples dated in a flagged stale stretch or within its forward-target reach.
+
+    ``stale_stretches`` are ingest's quality report entries (``ticker``, ``start``,
+    ``end``). Training and the walk-forward evaluation both call this, so the model is
+    evaluated on the same kind of sample it is trained on. Returns the kept samples and
+    how many were dropped.
+    """
+    dates = pd.DatetimeIndex(samples.dates)
+    flagged = np.zeros(len(samples), dtype=bool)
+    for stretch in stale_stretches:
+        start = pd.Timestamp(stretch["start"]) - STALE_PADDING
+        end = pd.Timestamp(stretch["end"])
+        flagged |= (samples.tickers == stretch["ticker"]) & (dates >= start) & (dates <= end)
+    if not flagged.any():
+        return samples, 0
+    return samples.select(~flagged), int(flagged.sum())
 
 
 def _column(group: pd.DataFrame, name: str) -> FloatArray:

@@ -36,15 +36,12 @@ import pandas as pd
 
 from training import schema
 from training.config import TrainingConfig
-from training.dataset import WindowedSamples, build_windows
+from training.dataset import WindowedSamples, build_windows, exclude_stale
 from training.drift import DRIFT_REFERENCE_FILE, drift_reference, write_drift_reference
 from training.errors import ArtifactNotFound, TrainingError
 from training.fit import fit_forecaster
 from training.metrics import return_metrics, volatility_metrics
 from training.model_store import METADATA_FILE, new_version
-
-# Calendar days before a stale stretch whose forward 21-day targets it contaminates.
-_STALE_PADDING = pd.Timedelta(days=31)
 
 
 @dataclass(frozen=True)
@@ -76,7 +73,7 @@ def train_and_export(
     started = time.perf_counter()
     samples = build_windows(features, config.lookback_days)
     samples = samples.select(samples.has_targets)
-    samples, excluded = _exclude_stale(samples, quality_report)
+    samples, excluded = exclude_stale(samples, (quality_report or {}).get("stale_stretches", ()))
     parts = split_by_time_with_holdout(samples, config.validation_fraction, config.holdout_fraction)
     validation, holdout, split = parts.validation, parts.holdout, parts.windows
     train = parts.train.select(np.arange(len(parts.train)) % config.window_stride == 0)
@@ -300,21 +297,6 @@ def load_training_inputs(data_dir: Path) -> tuple[dict[str, Any], dict[str, Any]
 
 def _day(value: np.datetime64) -> str:
     return str(np.datetime_as_string(value, unit="D"))
-
-
-def _exclude_stale(
-    samples: WindowedSamples, quality_report: dict[str, Any] | None
-) -> tuple[WindowedSamples, int]:
-    """Drop samples dated in a flagged stale stretch or within its forward-target reach."""
-    if not quality_report or not quality_report.get("stale_stretches"):
-        return samples, 0
-    dates = pd.DatetimeIndex(samples.dates)
-    flagged = np.zeros(len(samples), dtype=bool)
-    for stretch in quality_report["stale_stretches"]:
-        start = pd.Timestamp(stretch["start"]) - _STALE_PADDING
-        end = pd.Timestamp(stretch["end"])
-        flagged |= (samples.tickers == stretch["ticker"]) & (dates >= start) & (dates <= end)
-    return samples.select(~flagged), int(flagged.sum())
 
 
 def _check_export(

@@ -11,6 +11,7 @@ targets are known. The refits are independent, so they run as parallel Spark tas
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ import pandas as pd
 
 from training import schema
 from training.config import TrainingConfig
-from training.dataset import build_windows
+from training.dataset import build_windows, exclude_stale
 from training.evaluation import _returns, _volatility
 from training.train import split_by_time
 
@@ -49,6 +50,9 @@ class WalkForwardConfig:
     garch: bool = True
     challenger: bool = True
     """Also walk the Spark ML GBT challenger forward (needs a Spark session)."""
+    stale_stretches: tuple[Mapping[str, Any], ...] = ()
+    """Ingest's stale-price stretches (quality.json): their samples are left out of each
+    refit's training and test sets, as production training leaves them out."""
 
     def __post_init__(self) -> None:
         if self.purge_days < schema.VOLATILITY_HORIZON_DAYS:
@@ -98,7 +102,7 @@ def evaluate_refit(
     from training.model import QUANTILES, QUANTILES_OUTPUT, RETURN_OUTPUT, VARIANCE_OUTPUT
 
     lookback = config.training.lookback_days
-    windows = build_windows(features, lookback)
+    windows, _ = exclude_stale(build_windows(features, lookback), config.stale_stretches)
     known = windows.has_targets
     dates = pd.DatetimeIndex(windows.dates)
     train = windows.select(known & (dates <= refit.train_end))
