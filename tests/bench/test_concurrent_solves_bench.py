@@ -1,4 +1,4 @@
-"""`make bench-concurrency` runs: a tiny version of it measures what it says (no timings asserted)."""
+"""`make bench-concurrency` runs: a tiny version measures what it says (no timings asserted)."""
 
 from __future__ import annotations
 
