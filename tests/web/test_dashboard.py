@@ -69,6 +69,18 @@ def test_the_page_loads_everything_from_this_server_and_asks_for_a_key(
     assert timing["transferred_bytes"] < 0.5 * timing["decoded_bytes"], timing
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "page-weight.json").write_text(json.dumps(timing, indent=2))
+    # Every control has a label a screen reader reads, and every chart a text alternative.
+    unlabelled = page.evaluate(
+        """() => Array.from(document.querySelectorAll('input, select, textarea, button'))
+        .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                      && !el.textContent.trim())
+        .map(el => el.id || el.outerHTML.slice(0, 60))"""
+    )
+    assert unlabelled == []
+    charts = page.locator(".chart")
+    assert charts.count() == 6  # forecasts, volatility, weights, frontier, equity, drawdown
+    for index in range(charts.count()):
+        assert charts.nth(index).get_attribute("aria-label")
     # The key is asked for, and lives nowhere but the tab's memory once given.
     sign_in(page, dashboard.key)
     page.wait_for_selector("#ticker-list input")
