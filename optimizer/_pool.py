@@ -69,9 +69,13 @@ class ProblemPool:
                 self.primary.constraint_names,
             )
         try:
-            remaining = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
             return problem.solve(
-                objective, constraints, data, solvers, time_limit_seconds=remaining
+                objective,
+                constraints,
+                data,
+                solvers,
+                time_limit_seconds=time_limit_seconds,
+                deadline=deadline,
             )
         finally:
             self.give_back(problem)

@@ -171,6 +171,7 @@ class CompiledProblem:
         solvers: Sequence[str],
         *,
         time_limit_seconds: float | None = None,
+        deadline: float | None = None,
     ) -> SolveOutcome:
         """Set the parameters from the request and solve, falling back on failure.
 
@@ -187,6 +188,10 @@ class CompiledProblem:
         time_limit_seconds : float or None, optional
             Wall time for the whole solve, fallbacks included (cvxpy's canonicalisation
             counts too); each solver is given what is left. ``None``: no limit.
+        deadline : float or None, optional
+            A ``time.perf_counter()`` value by which the solve must end, when the limit
+            started before this call (a wait for the problem); errors still name
+            ``time_limit_seconds``. Default: now plus ``time_limit_seconds``.
 
         Returns
         -------
@@ -207,8 +212,10 @@ class CompiledProblem:
         # The time limit counts from here: waiting for another solve of this problem
         # (the lock) spends it too, so a queue of same-shape requests cannot outlast it.
         start = time.perf_counter()
-        deadline = None if time_limit_seconds is None else start + time_limit_seconds
-        if not self._lock.acquire(timeout=-1 if time_limit_seconds is None else time_limit_seconds):
+        if deadline is None and time_limit_seconds is not None:
+            deadline = start + time_limit_seconds
+        wait = -1 if deadline is None else max(deadline - start, 0.0)
+        if not self._lock.acquire(timeout=wait):
             raise self._out_of_time(
                 time_limit_seconds, ["waited for other solves of this problem"], None
             )
