@@ -163,7 +163,7 @@ def serve(
         # gunicorn takes the process over: its master supervises the workers, sets
         # TCP_NODELAY on the listening socket (uvicorn --workers does not, adding ~44 ms
         # to keep-alive requests) and empties the Prometheus multiprocess folder.
-        os.execv(command[0], command)
+        os.execv(command[0], command)  # nosec B606  # no shell; argv: our gunicorn command
 
     import uvicorn
 

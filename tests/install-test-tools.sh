@@ -1,15 +1,19 @@
 #!/bin/sh
 # Installs the Debian packages some tests drive, when missing and this is root, as
 # `make test` needs Java: prometheus (the server and promtool) for the monitoring tests,
-# wrk for the load-benchmark test, chromium for the dashboard's browser tests.
-# Prometheus's own service is kept from starting: the tests start their own server on a
-# free loopback port.
+# wrk for the load-benchmark test, chromium for the dashboard's browser tests,
+# postgresql for the audit trail and back-test jobs on PostgreSQL (tests/postgres.py).
+# The packages' own services are kept from starting: the tests start their own servers
+# on free loopback ports.
 # Never fails: without a tool the tests that need it skip and say why.
 set -u
 missing=
 command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing="prometheus"
 command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+# Debian puts only the client wrappers on the PATH; the server's binaries stay here.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
+    || missing="$missing postgresql"
 if [ -z "$missing" ]; then
     exit 0
 fi

@@ -232,7 +232,7 @@ class Settings(BaseSettings):
         Path("docs"), description="The dashboard's /model-card page renders model_card.md here."
     )
     model_name: str = Field("forecaster", pattern=r"^[A-Za-z0-9_.-]+$")
-    host: str = "0.0.0.0"
+    host: str = "0.0.0.0"  # nosec B104  # a container listens on all its interfaces
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(
         2, ge=1, le=64, description="gunicorn worker processes; 1 runs a single uvicorn."

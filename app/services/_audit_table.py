@@ -17,6 +17,16 @@ keeps working: its old rows read NULL there. ``inputs_sha256`` came that way. An
 change (a type, a rename, a NOT NULL column, an index on old rows) brings Alembic, with
 this schema as its base revision.
 
+On PostgreSQL: ids come from a sequence when a row is inserted, not when it commits, so
+two concurrent inserts could commit out of id order, and a reader paging by id (or an
+export resuming after the highest id it saw) would skip the row that committed late.
+Inserts there take a transaction-scoped advisory lock first (``serialize_inserts``), so
+ids become visible in commit order, as SQLite's write turns make them; updates take no
+lock. Text and jsonb cannot hold NUL (U+0000), which JSON bodies and URL paths can carry:
+it is stored there as U+FFFD (``NulFreeString`` and the engine's JSON serializer), rather
+than failing the write. Statement parameters are never shown in errors
+(``hide_parameters``): they hold request bodies, which are not logged.
+
 Stored sizes: ``stored_json`` keeps an ``inputs`` or ``outputs`` document whole up to
 ``audit.max_stored_bytes`` and replaces a larger one by a note carrying its SHA-256 and
 size; ``inputs_sha256`` always holds the fingerprint of the whole inputs.
@@ -28,6 +38,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -53,7 +64,9 @@ from sqlalchemy import (
     TypeDecorator,
     create_engine,
     event,
+    func,
     inspect,
+    select,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine, make_url
@@ -96,6 +109,23 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class NulFreeString(TypeDecorator[str]):
+    """A string PostgreSQL can store: its text type refuses NUL, stored there as U+FFFD.
+
+    Filters are bound the same way, so a NUL in a query matches nothing rather than
+    failing. Other databases store the string as it is.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        """``value``, with NUL replaced on PostgreSQL."""
+        if value is not None and dialect.name == "postgresql" and "\x00" in value:
+            return value.replace("\x00", "\ufffd")
+        return value
+
+
 # JSON on SQLite, JSONB on PostgreSQL; None is SQL NULL, not the JSON text 'null'.
 JSON_TYPE = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
@@ -108,13 +138,13 @@ audit_events = Table(
     # SQLite never reuses an id, so ids only grow and the pagination cursor is stable.
     Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
     Column("occurred_at", UTCDateTime(), nullable=False, index=True),
-    Column("request_id", String(128)),
-    Column("key_id", String(64), nullable=False),
-    Column("action", String(64), nullable=False),
-    Column("method", String(16), nullable=False),
-    Column("path", String(2048), nullable=False),
+    Column("request_id", NulFreeString(128)),
+    Column("key_id", NulFreeString(64), nullable=False),
+    Column("action", NulFreeString(64), nullable=False),
+    Column("method", NulFreeString(16), nullable=False),
+    Column("path", NulFreeString(2048), nullable=False),
     Column("status", Integer, comment="HTTP status answered; NULL while started"),
-    Column("outcome", String(64), nullable=False),
+    Column("outcome", NulFreeString(64), nullable=False),
     Column("inputs", JSON_TYPE),
     # Added after the first release (create_tables adds it to older databases: NULL there).
     Column("inputs_sha256", String(64), comment="SHA-256 of the whole inputs' JSON"),
@@ -137,7 +167,8 @@ class WriteTurns:
     p99 of an optimize at 0.3-1 s with two workers. Here a thread lock orders the
     threads of one process and ``flock`` on ``<database>.lock`` the processes; the kernel
     wakes the next writer as soon as the last one is done. Other databases (PostgreSQL)
-    take no turns: they lock rows, not the whole database.
+    take no turns: they lock rows, not the whole database (PostgreSQL's inserts of rows
+    with ids wait for each other only: ``serialize_inserts``).
     """
 
     def __init__(self, database: Path | None) -> None:
@@ -175,6 +206,24 @@ def write_turns_for(url: str) -> WriteTurns:
     return WriteTurns(Path(parsed.database or ""))
 
 
+def serialize_inserts(connection: Connection, table: Table) -> None:
+    """On PostgreSQL, wait until no other transaction is inserting into ``table``.
+
+    Taken before an insert, in its transaction, and held until it commits: the sequence's
+    ids then become visible in commit order (see the module's docstring), and a count
+    checked before the insert still holds at the commit. Elsewhere, nothing: SQLite's
+    writers already take turns.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(select(func.pg_advisory_xact_lock(_advisory_key(table.name))))
+
+
+def _advisory_key(name: str) -> int:
+    """A signed 64-bit advisory lock key of its own for ``name``."""
+    digest = hashlib.sha256(f"quantserve.inserts.{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 def create_audit_engine(url: str) -> Engine:
     """The audit trail's engine: :func:`create_database_engine` for ``audit.url``."""
     return create_database_engine(url, setting="audit.url", contents="the audit trail")
@@ -188,16 +237,18 @@ def create_database_engine(url: str, *, setting: str, contents: str) -> Engine:
     ``busy_timeout`` set on every new connection. Other databases: connections are
     checked before use, so a database restart costs no request. ``setting`` (the
     configuration key of the URL) and ``contents`` (what the database holds) word the
-    error of an in-memory URL.
+    error of an in-memory URL. Errors never show statement parameters (request bodies).
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
+        postgresql = parsed.get_backend_name() == "postgresql"
         return create_engine(
             parsed,
             pool_size=5,
             max_overflow=10,
             pool_pre_ping=True,
-            json_serializer=_json_dumps,
+            hide_parameters=True,
+            json_serializer=_postgres_json_dumps if postgresql else _json_dumps,
         )
     database = parsed.database or ""
     if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
@@ -212,7 +263,12 @@ def create_database_engine(url: str, *, setting: str, contents: str) -> Engine:
     # SQLite has one writer at a time: a few connections serve the threads as well as
     # many would; a thread beyond pool_size + max_overflow waits for a free one.
     engine = create_engine(
-        parsed, pool_size=5, max_overflow=10, pool_timeout=30, json_serializer=_json_dumps
+        parsed,
+        pool_size=5,
+        max_overflow=10,
+        pool_timeout=30,
+        hide_parameters=True,
+        json_serializer=_json_dumps,
     )
     event.listen(engine, "connect", _sqlite_pragmas)
     return engine
@@ -239,6 +295,17 @@ def _json_dumps(value: Any) -> str:
     are not JSON fail loudly rather than being stored as their ``repr``.
     """
     return pydantic_core.to_json(value, inf_nan_mode="null").decode()
+
+
+# A NUL escape in JSON text: \u0000 after an even number of backslashes (an odd one
+# would make it the text "\u0000" itself, which PostgreSQL stores as it is).
+_JSON_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _postgres_json_dumps(value: Any) -> str:
+    """:func:`_json_dumps` with NUL written as U+FFFD: PostgreSQL's jsonb refuses NUL."""
+    text = _json_dumps(value)
+    return _JSON_NUL.sub(r"\1\\ufffd", text) if "\\u0000" in text else text
 
 
 def create_tables(engine: Engine, attempts: int = 5, tables: MetaData = metadata) -> None:

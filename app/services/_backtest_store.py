@@ -37,6 +37,7 @@ from app.services._audit_table import (
     WriteTurns,
     create_database_engine,
     create_tables,
+    serialize_inserts,
     write_turns_for,
 )
 from app.services._backtest_table import (
@@ -103,6 +104,9 @@ class BacktestStore:
         """Queue a new job, unless ``max_queued`` jobs wait already (BacktestQueueFull)."""
         job_id = uuid.uuid4().hex
         with self._write() as connection:
+            # Other servers' adds wait here until this one commits, so they count the
+            # queue with this job in it (on PostgreSQL; SQLite's writers take turns).
+            serialize_inserts(connection, backtest_jobs)
             queued = connection.execute(
                 select(func.count())
                 .select_from(backtest_jobs)

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table
 from sqlalchemy.engine import RowMapping
 
-from app.services._audit_table import JSON_TYPE, UTCDateTime
+from app.services._audit_table import JSON_TYPE, NulFreeString, UTCDateTime
 
 
 class JobStatus(StrEnum):
@@ -37,7 +37,8 @@ backtest_jobs = Table(
     metadata,
     # The order of submission (the list's cursor); AUTOINCREMENT never reuses one.
     Column("seq", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
-    Column("id", String(32), nullable=False, unique=True),
+    # A NUL in an id asked for (PostgreSQL cannot compare it) matches no job.
+    Column("id", NulFreeString(32), nullable=False, unique=True),
     Column("status", String(16), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("started_at", UTCDateTime()),

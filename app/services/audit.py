@@ -69,6 +69,7 @@ from app.services._audit_table import (
     audit_events,
     create_audit_engine,
     create_tables,
+    serialize_inserts,
     stored_json,
     write_turns_for,
 )
@@ -313,6 +314,7 @@ class AuditLog:
         started = time.perf_counter()
         row = self._stored_inputs(values)
         with self._turns.turn(), self.engine.begin() as connection:
+            serialize_inserts(connection, audit_events)  # ids visible in commit order
             result = connection.execute(
                 insert(audit_events).values(**row, outcome=outcome, status=None)
             )
@@ -336,6 +338,7 @@ class AuditLog:
         row = self._stored_inputs(values) if row_id is None else {}
         with self._turns.turn(), self.engine.begin() as connection:
             if row_id is None:
+                serialize_inserts(connection, audit_events)  # ids visible in commit order
                 connection.execute(insert(audit_events).values(**row, **end))
             else:
                 result = connection.execute(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.core.config import get_settings
+from tests.postgres import PostgresCluster, running_cluster, unavailable_reason
 
 
 @pytest.fixture
@@ -18,3 +19,13 @@ def data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     get_settings.cache_clear()
     yield tmp_path / "data"
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A real PostgreSQL server for the run (``tests/postgres.py``); skips without one."""
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with running_cluster() as cluster:
+        yield cluster

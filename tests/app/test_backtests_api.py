@@ -35,6 +35,7 @@ from sqlalchemy import create_engine, insert, select, update
 from app.core.config import BacktestJobSettings, Settings
 from app.main import create_app
 from app.services._backtest_store import BacktestStore, JobStatus, Owner, backtest_jobs
+from app.services.errors import BacktestQueueFull
 from backtest import (
     METRICS_FILE,
     REPORT_FILE,
@@ -43,6 +44,7 @@ from backtest import (
     VOL_TARGET_SUFFIX,
     WEIGHTS_FILE,
 )
+from tests.postgres import PostgresCluster
 
 PROBLEM = "application/problem+json"
 BACKTESTS = "/v1/backtests"
@@ -470,14 +472,22 @@ def test_a_job_submitted_to_a_running_server_succeeds(
     assert [j["status"] for j in listed[:2]] == ["succeeded", "failed"]  # fresh, exhausted
 
 
-# -- the store under several servers --------------------------------------------------
+# -- the store under several servers, on SQLite and on PostgreSQL (tests/postgres.py) ---
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def jobs_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new jobs database: a SQLite file, or a database on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'backtests.db'}"
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    return cluster.create_database()
 
 
 @pytest.fixture
-def two_stores(tmp_path: Path) -> Iterator[tuple[BacktestStore, BacktestStore]]:
+def two_stores(jobs_url: str) -> Iterator[tuple[BacktestStore, BacktestStore]]:
     """One jobs database opened twice, as two server processes open it."""
-    url = f"sqlite:///{tmp_path / 'backtests.db'}"
-    stores = (BacktestStore.open(url), BacktestStore.open(url))
+    stores = (BacktestStore.open(jobs_url), BacktestStore.open(jobs_url))
     yield stores
     for store in stores:
         store.close()
@@ -540,3 +550,82 @@ def test_a_run_that_lost_its_claim_cannot_write(
     assert job is not None
     assert (job.status, job.attempts) == (JobStatus.QUEUED, 0)
     assert not store.succeed(released, second.token, {"strategies": {}})
+
+
+def _submit_at_once(stores: list[BacktestStore], root: Path, max_queued: int) -> list[str]:
+    """One job submitted through each store at the same moment; the ids accepted."""
+    start = threading.Barrier(len(stores))
+    accepted: list[str] = []
+
+    def submit(store: BacktestStore) -> None:
+        start.wait()
+        try:
+            job = store.add(
+                key_id="test", request=BODY, params={}, output_root=root, max_queued=max_queued
+            )
+        except BacktestQueueFull:
+            return
+        accepted.append(job.id)
+
+    threads = [threading.Thread(target=submit, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return accepted
+
+
+def test_concurrent_submissions_never_pass_the_queue_limit(tmp_path: Path, jobs_url: str) -> None:
+    # Six servers submit at once into a queue with room for two: each counts the queue
+    # and inserts in one transaction, and no two may both count before either inserts.
+    stores = [BacktestStore.open(jobs_url) for _ in range(6)]
+    try:
+        for round_ in range(3):
+            accepted = _submit_at_once(stores, tmp_path, max_queued=2)
+            assert len(accepted) == 2, round_
+            queued = [job for job in stores[0].page(limit=100).records if job.status == "queued"]
+            assert sorted(job.id for job in queued) == sorted(accepted)
+            for job_id in accepted:  # empty the queue for the next round
+                stores[0].cancel(job_id)
+        assert len(stores[0].page(limit=100).records) == 6
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_the_api_queues_lists_and_cancels_on_either_database(tmp_path: Path, jobs_url: str) -> None:
+    # An API-only server (no worker) over the jobs database of backtests.url.
+    settings = Settings(
+        environment="test",
+        data_dir=tmp_path / "data",
+        models_dir=tmp_path / "models",
+        backtests=BacktestJobSettings(url=jobs_url, max_concurrent=0, max_queued=1),
+    )
+    with TestClient(create_app(settings, registry=CollectorRegistry())) as client:
+        accepted = client.post(BACKTESTS, json=BODY)
+        assert accepted.status_code == 202, accepted.text
+        _problem(client.post(BACKTESTS, json=BODY), 429, "backtest-queue-full")
+        location = accepted.headers["Location"]
+        assert client.get(location).json()["status"] == "queued"
+        listed = client.get(BACKTESTS).json()["backtests"]
+        assert [job["id"] for job in listed] == [accepted.json()["id"]]
+        cancelled = client.delete(location)
+        assert (cancelled.status_code, cancelled.json()["status"]) == (200, "cancelled")
+    store = BacktestStore.open(jobs_url)
+    try:
+        job = store.get(accepted.json()["id"])
+        assert job is not None
+        assert (job.status, job.key_id) == (JobStatus.CANCELLED, "dev")
+    finally:
+        store.close()
+    assert not (tmp_path / "data" / "backtests.db").exists()
+
+
+def test_an_id_with_a_nul_finds_no_job(jobs_url: str) -> None:
+    # PostgreSQL's text cannot hold NUL: the id must match nothing, not fail the query.
+    store = BacktestStore.open(jobs_url)
+    try:
+        assert store.get("job\x00") is None
+        assert store.cancel("job\x00") is None
+    finally:
+        store.close()
