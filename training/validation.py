@@ -2,7 +2,8 @@
 
 Checks, in order (a row is quarantined by the first that fails):
 
-1. the date parses (ISO 8601 ``YYYY-MM-DD``, optionally with a time);
+1. the date parses (ISO 8601 ``YYYY-MM-DD``, optionally with a time, whose UTC offset
+   is dropped: the date is kept as written);
 2. the ticker is present;
 3. the close parses as a number, is finite and is positive;
 4. (date, ticker) is unique: identical copies of a kept row are quarantined as
@@ -46,7 +47,7 @@ def validate_prices(raw: pd.DataFrame, min_history_days: int) -> ValidationResul
     frame = raw.reset_index(drop=True).copy()
     reason = pd.Series(pd.NA, index=frame.index, dtype="string")
 
-    dates = pd.to_datetime(frame["date"], errors="coerce", format="ISO8601", utc=False)
+    dates = _parse_dates(frame["date"])
     _flag(reason, dates.isna(), "unparseable date: " + frame["date"].fillna("<empty>"))
 
     tickers = frame["ticker"].fillna("").str.strip()
@@ -91,6 +92,25 @@ def validate_prices(raw: pd.DataFrame, min_history_days: int) -> ValidationResul
         reason=reason[~kept].astype(str)
     )
     return ValidationResult(clean=clean, quarantine=quarantine.reset_index(drop=True))
+
+
+_ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?)?$"
+"""``YYYY-MM-DD``, optionally with a time: the shapes :func:`_parse_dates` reads."""
+_UTC_OFFSET = r"([0-9]:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?)\s*(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)$"
+"""A UTC offset after a time (``+05:00``, ``Z``); group 1 is the time before it."""
+
+
+def _parse_dates(text: pd.Series) -> pd.Series:
+    """Naive datetimes of ISO 8601 ``YYYY-MM-DD`` text (a time allowed), NaT otherwise.
+
+    A UTC offset after a time is dropped, keeping the date as written (the trading day,
+    as a Parquet file's timestamps with a time zone read). pandas alone took "now" and
+    "today" as dates, and a file mixing offsets made it return objects, which ended
+    ingestion in a traceback (found by ``tests/training/test_ingest_fuzz.py``).
+    """
+    local = text.str.strip().str.replace(_UTC_OFFSET, r"\1", regex=True)
+    iso = local.where(local.str.fullmatch(_ISO_DATE).fillna(False).astype(bool))
+    return pd.to_datetime(iso, errors="coerce", format="ISO8601")
 
 
 def _flag(reason: pd.Series, mask: pd.Series, text: pd.Series) -> None:

@@ -15,6 +15,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api._problems_openapi import document_problems
+from app.api._request_errors import (
+    invalid_request_detail,
+    unreadable_body_errors,
+    validation_errors,
+)
 from app.core.limits import BodyTooLarge
 from app.core.security import AccessDenied
 from app.schemas.problems import Problem
@@ -71,31 +77,29 @@ def problem_response(
     )
 
 
-async def _validation(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    errors = [
-        {
-            "location": ".".join(str(part) for part in err.get("loc", ())),
-            "message": str(err.get("msg", "")),
-            "type": str(err.get("type", "")),
-        }
-        for err in exc.errors()
-    ]
-    summary = "; ".join(f"{e['location']}: {e['message']}" for e in errors[:5])
+def _invalid_request(request: Request, errors: list[dict[str, str]]) -> JSONResponse:
     return problem_response(
         request,
         422,
         "invalid-request",
-        f"The request body or parameters are invalid: {summary}. Fix the fields listed in "
-        "'errors' (the OpenAPI schema at /docs describes each).",
+        invalid_request_detail(request, errors),
         title="Invalid request",
         errors=errors,
     )
 
 
+async def _validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return _invalid_request(request, validation_errors(exc.errors()))
+
+
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
+    if status == 400 and isinstance(exc.__cause__, RecursionError | ValueError):
+        # FastAPI could not parse the body (too deep, not UTF-8): its bare 400 "There was
+        # an error parsing the body" is the 422 of any other body that is not JSON.
+        return _invalid_request(request, unreadable_body_errors(exc.__cause__))
     detail = str(exc.detail) if exc.detail else HTTPStatus(status).description
     if status == 404 and detail == "Not Found":
         detail = f"No endpoint at {request.url.path}; the API is listed at /docs."
@@ -378,3 +382,4 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(BacktestQueueFull, _backtest_queue_full)
     app.add_exception_handler(AuditUnavailable, _audit_unavailable)
     app.add_exception_handler(Exception, _unhandled)
+    document_problems(app, PROBLEM_JSON)  # /openapi.json lists these bodies as sent

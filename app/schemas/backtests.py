@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from app.schemas.forecasts import MAX_TICKERS, _unique_tickers
+from app.schemas.forecasts import MAX_TICKERS, _listed, _unique_tickers
 from app.schemas.portfolios import Constraints, Objective, ObjectiveChoice, RiskModel
 from app.schemas.problems import Problem
 from backtest import STRATEGY_NAMES, VOL_TARGET_SUFFIX
@@ -288,7 +288,7 @@ class BacktestRequest(BaseModel):
             for field, tickers in self.named_tickers().items():
                 unknown = sorted(set(tickers) - known)
                 if unknown:
-                    raise ValueError(f"{field} names tickers not in tickers: {', '.join(unknown)}")
+                    raise ValueError(f"{field} names tickers not in tickers: {_listed(unknown)}")
         return self
 
     def specs(self) -> list[StrategySpec]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -13,13 +14,25 @@ MAX_TICKERS = TICKERS_CEILING
 """A hard ceiling on tickers per request; ``limits.max_tickers`` (422 limit-exceeded) governs."""
 
 
+LISTED_NAMES = 10
+"""Most names an error message lists: the detail of 100,000 unknown names was 0.8 MB."""
+
+
+def _listed(names: list[str]) -> str:
+    """``names`` for an error message: the first few, and how many more."""
+    shown = ", ".join(names[:LISTED_NAMES]) or "-"
+    more = len(names) - LISTED_NAMES
+    return f"{shown} and {more:,} more" if more > 0 else shown
+
+
 def _unique_tickers(tickers: list[str]) -> list[str]:
     cleaned = [t.strip() for t in tickers]
     if any(not t for t in cleaned):
         raise ValueError("tickers must be non-empty strings")
-    duplicates = sorted({t for t in cleaned if cleaned.count(t) > 1})
+    # Counted once: list.count per ticker took 4 s for 10,000 tickers, on the event loop.
+    duplicates = sorted(t for t, n in Counter(cleaned).items() if n > 1)
     if duplicates:
-        raise ValueError(f"tickers must be unique; repeated: {', '.join(duplicates)}")
+        raise ValueError(f"tickers must be unique; repeated: {_listed(duplicates)}")
     return cleaned
 
 

@@ -19,7 +19,7 @@ from app.schemas._portfolio_responses import (
     OptimizeResponse,
     SolverReport,
 )
-from app.schemas.forecasts import MAX_TICKERS, _unique_tickers
+from app.schemas.forecasts import MAX_TICKERS, _listed, _unique_tickers
 
 __all__ = [
     "MAX_FRONTIER_POINTS",
@@ -245,15 +245,15 @@ class PortfolioInputs(BaseModel):
         for field, tickers in named.items():
             unknown = sorted(set(tickers) - known)
             if unknown:
-                raise ValueError(f"{field} names tickers not in tickers: {', '.join(unknown)}")
+                raise ValueError(f"{field} names tickers not in tickers: {_listed(unknown)}")
         return self
 
 
 def _mismatch(field: str, given: dict[str, float], tickers: list[str]) -> str:
     missing, extra = sorted(set(tickers) - set(given)), sorted(set(given) - set(tickers))
     return (
-        f"{field} must have one value per ticker; missing: {', '.join(missing) or '-'}; "
-        f"not in tickers: {', '.join(extra) or '-'}"
+        f"{field} must have one value per ticker; missing: {_listed(missing)}; "
+        f"not in tickers: {_listed(extra)}"
     )
 
 

@@ -47,10 +47,26 @@ EQUITY_DIGITS = 9
 """Significant digits of the curves: a drawdown of -0.25 keeps 1e-9, a growth of 1 1e-8."""
 
 
+# OpenAPI links: what a client (or schemathesis's stateful tests) does with a new job's id.
+_JOB_LINKS = {
+    name: {
+        "operationRef": f"#/paths/~1v1~1backtests~1{{job_id}}{suffix}/{method}",
+        "parameters": {"job_id": "$response.body#/id"},
+    }
+    for name, suffix, method in (
+        ("follow", "", "get"),
+        ("equity", "~1equity", "get"),
+        ("report", "~1report", "get"),
+        ("cancel", "", "delete"),
+    )
+}
+
+
 @trader_router.post(
     "",
     status_code=202,
     responses={
+        202: {"links": _JOB_LINKS},
         422: {"model": Problem},
         429: {"model": Problem, "description": "Too many queued; see Retry-After."},
     },

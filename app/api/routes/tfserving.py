@@ -98,7 +98,9 @@ _PREDICT_DOC: dict[str, Any] = {
         "content": {"application/json": {"schema": PredictRequest.model_json_schema()}},
     }
 }
-router = APIRouter(tags=["tensorflow-serving"], route_class=TFServingRoute, responses=_ERRORS)
+TAG = "tensorflow-serving"
+"""The OpenAPI tag of these routes, whose errors are not problem+json (app.api.problems)."""
+router = APIRouter(tags=[TAG], route_class=TFServingRoute, responses=_ERRORS)
 
 
 # TensorFlow Serving parses a version as an int64 (absl::SimpleAtoi): past it, its error.
@@ -220,6 +222,11 @@ async def _predict(
         body = json.loads(raw)
     except ValueError as exc:
         raise InvalidArgument(f"JSON Parse error: {exc}") from None
+    except RecursionError:  # e.g. 100,000 nested '[': was a 500
+        raise InvalidArgument(
+            "JSON Parse error: the body nests arrays or objects too deeply; 'instances' "
+            "needs 3 levels (instances x lookback days x features)"
+        ) from None
 
     service, state = predictor.service, predictor.state
 
