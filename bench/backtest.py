@@ -92,6 +92,7 @@ from optimizer import (
     ProblemShape,
     WeightBounds,
 )
+from optimizer._pool import ProblemPool
 from optimizer._problem import SOLVER_OPTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -227,15 +228,17 @@ class TimedOptimizer(PortfolioOptimizer):
         self.compiled: CompiledProblem | None = None
         self._compiled_now = False
 
-    def compile(
-        self, objective: Objective, constraints: Sequence[Constraint], shape: ProblemShape | int
-    ) -> tuple[CompiledProblem, bool]:
+    def _pool(
+        self, objective: Objective, canonical: Sequence[Constraint], shape: ProblemShape | int
+    ) -> tuple[ProblemPool, bool]:
+        # Every solve fetches its problem's pool here; one thread, so the pool lends its
+        # first copy every time.
         started = time.perf_counter()
-        compiled, from_cache = super().compile(objective, constraints, shape)
+        pool, from_cache = super()._pool(objective, canonical, shape)
         if not from_cache:
             self.timings.compile += time.perf_counter() - started
-        self.compiled, self._compiled_now = compiled, not from_cache
-        return compiled, from_cache
+        self.compiled, self._compiled_now = pool.primary, not from_cache
+        return pool, from_cache
 
     def solve(
         self,

@@ -190,7 +190,7 @@ def test_the_workflow_runs_the_same_steps_as_the_ci_script() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     script = (REPO / ".ci" / "run").read_text()
     ci_steps = re.findall(r"^make \S+$", script, flags=re.MULTILINE)
-    assert ci_steps == ["make lint", "make test"]
+    assert ci_steps == ["make lint", "make security", "make test"]
     steps = yaml.safe_load(workflow.read_text())["jobs"]["test"]["steps"]
     runs = [s["run"].strip() for s in steps if "run" in s]
     assert [r for r in runs if r.startswith("make ")] == ci_steps
