@@ -15,7 +15,6 @@ import math
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import PIPELINE_TICKERS
-from tests.monitoring._servers import REPO, free_port, http_get, running, wait_for
+from tests.monitoring._servers import REPO, quantserve_uvicorn
 
 pytestmark = pytest.mark.slow
 
@@ -118,8 +117,6 @@ def server_url(pipeline_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed, so the README's curl tour cannot run")
     root = tmp_path_factory.mktemp("readme-tour")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     env = {
         "QUANTSERVE_CONFIG_FILE": str(REPO / "config" / "default.yaml"),
         "QUANTSERVE_ENVIRONMENT": "development",
@@ -134,28 +131,7 @@ def server_url(pipeline_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONPATH": str(REPO),
     }
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "app.main:create_app",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    log = root / "server.log"
-    with running(command, log, env) as server:
-        try:
-            wait_for(
-                "quantserve /readyz",
-                lambda: True if http_get(f"{url}/readyz")[0] == 200 else None,
-                timeout=180,
-                process=server,
-            )
-        except (RuntimeError, TimeoutError) as error:
-            raise AssertionError(f"{error}; the server's log:\n{log.read_text()}") from error
+    with quantserve_uvicorn(env, root / "server.log") as url:
         yield url
 
 

@@ -126,6 +126,42 @@ def gunicorn_command(port: int, workers: int) -> list[str]:
     ]
 
 
+def uvicorn_command(port: int) -> list[str]:
+    """quantserve in one uvicorn process on loopback, from the app factory."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "app.main:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
+@contextmanager
+def quantserve_uvicorn(env: Mapping[str, str], log_path: Path) -> Iterator[str]:
+    """A uvicorn quantserve with ``env``, ready (``/readyz`` 200); yields its base URL.
+
+    A server that dies or is not ready within 3 minutes fails with its log.
+    """
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with running(uvicorn_command(port), log_path, env) as server:
+        try:
+            wait_for(
+                "quantserve /readyz",
+                lambda: True if http_get(f"{url}/readyz")[0] == 200 else None,
+                timeout=180,
+                process=server,
+            )
+        except (RuntimeError, TimeoutError) as error:
+            raise AssertionError(f"{error}; the server's log:\n{log_path.read_text()}") from error
+        yield url
+
+
 def prometheus_command(binary: str, config: Path, storage: Path, port: int) -> list[str]:
     """A Prometheus server on loopback with its own storage."""
     return [

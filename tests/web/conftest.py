@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from app.core.security import generate_key, hash_key
-from tests.monitoring._servers import REPO, free_port, http_get, running, wait_for
+from tests.monitoring._servers import REPO, quantserve_uvicorn
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -70,8 +69,6 @@ def dashboard(
     root = tmp_path_factory.mktemp("dashboard")
     shutil.copytree(pipeline_dir / "data", root / "data")
     key = generate_key()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     env = {
         "QUANTSERVE_ENVIRONMENT": "test",
         "QUANTSERVE_DEV_MODE": "0",
@@ -83,25 +80,8 @@ def dashboard(
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONPATH": str(REPO),
     }
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "app.main:create_app",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
     log = root / "quantserve.log"
-    with running(command, log, env) as server:
-        wait_for(
-            "quantserve /readyz",
-            lambda: True if http_get(f"{url}/readyz")[0] == 200 else None,
-            timeout=180,
-            process=server,
-        )
+    with quantserve_uvicorn(env, log) as url:
         yield Dashboard(url, key, log)
 
 
