@@ -26,12 +26,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
-from sqlalchemy.engine import Engine, RowMapping
+from sqlalchemy.engine import Engine
 
 from app.services._audit_table import (
     WriteTurns,
@@ -49,8 +49,12 @@ from app.services._backtest_table import (
     Owner,
     Recovery,
     backtest_jobs,
+    claimed_update,
+    job_row,
+    job_row_or_none,
     metadata,
     record_of,
+    utc_now,
 )
 from app.services.errors import BacktestQueueFull
 
@@ -118,7 +122,7 @@ class BacktestStore:
                 insert(backtest_jobs).values(
                     id=job_id,
                     status=JobStatus.QUEUED,
-                    created_at=_now(),
+                    created_at=utc_now(),
                     key_id=key_id,
                     request=request,
                     params=params,
@@ -127,12 +131,12 @@ class BacktestStore:
                     attempts=0,
                 )
             )
-            return record_of(_row(connection, job_id))
+            return record_of(job_row(connection, job_id))
 
     def get(self, job_id: str) -> JobRecord | None:
         """The job, or None."""
         with self.engine.connect() as connection:
-            row = _row_or_none(connection, job_id)
+            row = job_row_or_none(connection, job_id)
         return None if row is None else record_of(row)
 
     def page(self, limit: int, before: int | None = None) -> JobPage:
@@ -154,7 +158,7 @@ class BacktestStore:
         job's worker notices at its next rebalance and stops without writing results.
         """
         with self._write() as connection:
-            row = _row_or_none(connection, job_id)
+            row = job_row_or_none(connection, job_id)
             if row is None:
                 return None
             before = JobStatus(row["status"])
@@ -162,9 +166,9 @@ class BacktestStore:
                 connection.execute(
                     update(backtest_jobs)
                     .where(backtest_jobs.c.id == job_id, backtest_jobs.c.status == before)
-                    .values(status=JobStatus.CANCELLED, claim=None, finished_at=_now())
+                    .values(status=JobStatus.CANCELLED, claim=None, finished_at=utc_now())
                 )
-                row = _row(connection, job_id)
+                row = job_row(connection, job_id)
             return record_of(row), before
 
     # -- the dispatcher's side ----------------------------------------------------
@@ -182,7 +186,7 @@ class BacktestStore:
                 ).scalar_one_or_none()
                 if job_id is None:
                     return None
-                now = _now()
+                now = utc_now()
                 taken = connection.execute(
                     update(backtest_jobs)
                     .where(
@@ -203,7 +207,7 @@ class BacktestStore:
                     )
                 )
                 if taken.rowcount == 1:
-                    return Claim(record_of(_row(connection, job_id)), token)
+                    return Claim(record_of(job_row(connection, job_id)), token)
         return None
 
     def heartbeat(self, owner: Owner) -> None:
@@ -215,7 +219,7 @@ class BacktestStore:
                     backtest_jobs.c.owner == owner.token,
                     backtest_jobs.c.status == JobStatus.RUNNING,
                 )
-                .values(heartbeat_at=_now())
+                .values(heartbeat_at=utc_now())
             )
 
     def release(self, owner: Owner) -> list[str]:
@@ -285,7 +289,7 @@ class BacktestStore:
                 if row["attempts"] >= max_attempts:
                     values: dict[str, Any] = {
                         "status": JobStatus.FAILED,
-                        "finished_at": _now(),
+                        "finished_at": utc_now(),
                         "error": exhausted(row["id"], row["attempts"]),
                         "claim": None,
                     }
@@ -303,7 +307,7 @@ class BacktestStore:
         """Record ``done`` of ``total`` rebalances; False when the run lost its claim."""
         with self._write() as connection:
             result = connection.execute(
-                _claimed(job_id, token).values(done=done, total=total, heartbeat_at=_now())
+                claimed_update(job_id, token).values(done=done, total=total, heartbeat_at=utc_now())
             )
         return result.rowcount == 1
 
@@ -323,10 +327,10 @@ class BacktestStore:
         """Mark the job succeeded with ``metrics``; call once its outputs are in place."""
         with self._write() as connection:
             result = connection.execute(
-                _claimed(job_id, token).values(
+                claimed_update(job_id, token).values(
                     status=JobStatus.SUCCEEDED,
                     metrics=metrics,
-                    finished_at=_now(),
+                    finished_at=utc_now(),
                     claim=None,
                     done=backtest_jobs.c.total,
                 )
@@ -337,8 +341,8 @@ class BacktestStore:
         """Mark the job failed with ``problem`` (an RFC 9457 problem document)."""
         with self._write() as connection:
             result = connection.execute(
-                _claimed(job_id, token).values(
-                    status=JobStatus.FAILED, error=problem, finished_at=_now(), claim=None
+                claimed_update(job_id, token).values(
+                    status=JobStatus.FAILED, error=problem, finished_at=utc_now(), claim=None
                 )
             )
         return result.rowcount == 1
@@ -354,19 +358,19 @@ class BacktestStore:
         """Queue the job again after its worker process died (the start counts), or fail
         it with ``exhausted(id, attempts)`` once it was started ``max_attempts`` times."""
         with self._write() as connection:
-            row = _row_or_none(connection, job_id)
+            row = job_row_or_none(connection, job_id)
             if row is None:
                 return False
             if row["attempts"] >= max_attempts:
                 values: dict[str, Any] = {
                     "status": JobStatus.FAILED,
-                    "finished_at": _now(),
+                    "finished_at": utc_now(),
                     "error": exhausted(job_id, row["attempts"]),
                     "claim": None,
                 }
             else:
                 values = {"status": JobStatus.QUEUED, **_UNCLAIMED}
-            result = connection.execute(_claimed(job_id, token).values(**values))
+            result = connection.execute(claimed_update(job_id, token).values(**values))
         return result.rowcount == 1
 
 
@@ -379,30 +383,3 @@ _UNCLAIMED: dict[str, Any] = {
     "done": 0,
     "total": None,
 }
-
-
-def _claimed(job_id: str, token: str) -> Any:
-    return update(backtest_jobs).where(
-        backtest_jobs.c.id == job_id,
-        backtest_jobs.c.status == JobStatus.RUNNING,
-        backtest_jobs.c.claim == token,
-    )
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _row_or_none(connection: Connection, job_id: str) -> RowMapping | None:
-    return (
-        connection.execute(select(backtest_jobs).where(backtest_jobs.c.id == job_id))
-        .mappings()
-        .first()
-    )
-
-
-def _row(connection: Connection, job_id: str) -> RowMapping:
-    row = _row_or_none(connection, job_id)
-    if row is None:  # pragma: no cover - read in the transaction that wrote it
-        raise RuntimeError(f"back-test job {job_id} vanished")
-    return row

@@ -7,12 +7,23 @@ own database, ``<data_dir>/backtests.db`` by default.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    select,
+    update,
+)
 from sqlalchemy.engine import RowMapping
 
 from app.services._audit_table import JSON_TYPE, NulFreeString, UTCDateTime
@@ -144,3 +155,34 @@ def record_of(row: RowMapping) -> JobRecord:
         error=row["error"],
         metrics=row.get("metrics"),
     )
+
+
+def claimed_update(job_id: str, token: str) -> Any:
+    """An UPDATE of the job, only while ``token``'s claim on it still runs."""
+    return update(backtest_jobs).where(
+        backtest_jobs.c.id == job_id,
+        backtest_jobs.c.status == JobStatus.RUNNING,
+        backtest_jobs.c.claim == token,
+    )
+
+
+def utc_now() -> datetime:
+    """Now, timezone-aware in UTC (the table's timestamps)."""
+    return datetime.now(UTC)
+
+
+def job_row_or_none(connection: Connection, job_id: str) -> RowMapping | None:
+    """The job's row, or None for an unknown id."""
+    return (
+        connection.execute(select(backtest_jobs).where(backtest_jobs.c.id == job_id))
+        .mappings()
+        .first()
+    )
+
+
+def job_row(connection: Connection, job_id: str) -> RowMapping:
+    """The row of a job this transaction knows exists."""
+    row = job_row_or_none(connection, job_id)
+    if row is None:  # pragma: no cover - read in the transaction that wrote it
+        raise RuntimeError(f"back-test job {job_id} vanished")
+    return row
