@@ -20,18 +20,26 @@ API server can import this module without it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import pandas as pd
 
 from training import schema
-from training._io import atomic_directory, atomic_write_json, sha256_file
+from training._feature_columns import (
+    LOG_RETURN,
+    MARKET_LOG_RETURN,
+    PRICE_CHANGE,
+    feature_columns,
+    target_columns,
+)
+from training._io import atomic_directory, atomic_write_json
 from training.errors import ArtifactNotFound, DataError
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, SparkSession, WindowSpec
+    from pyspark.sql import DataFrame, SparkSession
 
 __all__ = [
     "MANIFEST_NAME",
@@ -55,16 +63,6 @@ OUTPUT_COLUMNS: Final[tuple[str, ...]] = (
     schema.YEAR,
 )
 """Columns of :func:`compute_features`'s output, in order."""
-
-# Intermediate columns, dropped from the output.
-_LOG_RETURN: Final = "_log_return_1d"
-_PRICE_CHANGE: Final = "_price_change_1d"
-_MARKET_LOG_RETURN: Final = "_market_log_return_1d"
-
-_RSI_DAYS: Final = 14
-_DRAWDOWN_DAYS: Final = 252
-_BETA_DAYS: Final = 252
-_MOMENTUM_SKIP_DAYS: Final = 21
 
 
 def compute_features(prices: DataFrame, benchmark: str | None) -> DataFrame:
@@ -117,20 +115,18 @@ def compute_features(prices: DataFrame, benchmark: str | None) -> DataFrame:
     previous_close = sf.lag(schema.CLOSE, 1).over(by_ticker)
     with_returns = prices.withColumns(
         {
-            _LOG_RETURN: sf.ln(sf.col(schema.CLOSE) / previous_close),
-            _PRICE_CHANGE: sf.col(schema.CLOSE) - previous_close,
+            LOG_RETURN: sf.ln(sf.col(schema.CLOSE) / previous_close),
+            PRICE_CHANGE: sf.col(schema.CLOSE) - previous_close,
         }
     )
     if benchmark is None:
         stocks = with_returns
-        market = with_returns.groupBy(schema.DATE).agg(
-            sf.avg(_LOG_RETURN).alias(_MARKET_LOG_RETURN)
-        )
+        market = with_returns.groupBy(schema.DATE).agg(sf.avg(LOG_RETURN).alias(MARKET_LOG_RETURN))
     else:
         is_benchmark = sf.col(schema.TICKER) == sf.lit(benchmark)
         stocks = with_returns.filter(~is_benchmark)
         market = with_returns.filter(is_benchmark).select(
-            schema.DATE, sf.col(_LOG_RETURN).alias(_MARKET_LOG_RETURN)
+            schema.DATE, sf.col(LOG_RETURN).alias(MARKET_LOG_RETURN)
         )
     # One row per date: broadcast it, so the stocks keep their partitioning by ticker
     # and the feature windows below need no second shuffle.
@@ -139,8 +135,8 @@ def compute_features(prices: DataFrame, benchmark: str | None) -> DataFrame:
         schema.DATE,
         schema.TICKER,
         schema.CLOSE,
-        *_feature_columns(by_ticker),
-        *_target_columns(by_ticker),
+        *feature_columns(by_ticker),
+        *target_columns(by_ticker),
         sf.year(schema.DATE).alias(schema.YEAR),
     )
 
@@ -310,9 +306,19 @@ def load_features(path: Path) -> pd.DataFrame:
     return ordered.reset_index(drop=True)
 
 
-def feature_code_version() -> str:
-    """First 12 hex digits of the SHA-256 of this file: changes whenever the code does."""
-    return sha256_file(Path(__file__))[:12]
+FEATURE_CODE_FILES: Final[tuple[Path, ...]] = (
+    Path(__file__),
+    Path(__file__).with_name("_feature_columns.py"),
+)
+"""The files whose code decides the features: this job and the column definitions."""
+
+
+def feature_code_version(files: Sequence[Path] = FEATURE_CODE_FILES) -> str:
+    """First 12 hex digits of a SHA-256 over ``files``: changes whenever their code does."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def _summarise_written(directory: Path) -> dict[str, Any]:
@@ -389,117 +395,3 @@ def _validated(prices: DataFrame, benchmark: str | None) -> DataFrame:
     if tickers == [benchmark]:
         raise DataError(f"the prices hold only the benchmark {benchmark!r}; nothing to compute")
     return typed
-
-
-def _trailing(by_ticker: WindowSpec, rows: int) -> WindowSpec:
-    """The last ``rows`` rows up to and including the current one."""
-    return by_ticker.rowsBetween(-(rows - 1), 0)
-
-
-def _when_full(value: Column, counted: Column, frame: WindowSpec, rows: int) -> Column:
-    """``value`` where ``frame`` holds ``rows`` non-null ``counted`` values, else null."""
-    from pyspark.sql import functions as sf
-
-    return sf.when(sf.count(counted).over(frame) == rows, value)
-
-
-def _feature_columns(by_ticker: WindowSpec) -> list[Column]:
-    """The columns of :data:`training.schema.FEATURE_COLUMNS`, in order."""
-    from pyspark.sql import functions as sf
-
-    close = sf.col(schema.CLOSE)
-    log_return = sf.col(_LOG_RETURN)
-
-    def close_rows_ago(rows: int) -> Column:
-        return sf.lag(schema.CLOSE, rows).over(by_ticker)
-
-    def realized_vol(days: int) -> Column:
-        frame = _trailing(by_ticker, days)
-        annualised_variance = sf.sum(log_return * log_return).over(frame) * (
-            schema.TRADING_DAYS_PER_YEAR / days
-        )
-        return _when_full(sf.sqrt(annualised_variance), log_return, frame, days)
-
-    def momentum(lookback_days: int) -> Column:
-        return sf.ln(close_rows_ago(_MOMENTUM_SKIP_DAYS) / close_rows_ago(lookback_days))
-
-    def price_to_sma(days: int) -> Column:
-        frame = _trailing(by_ticker, days)
-        return _when_full(close / sf.avg(close).over(frame) - 1.0, close, frame, days)
-
-    columns = {
-        "log_return_1d": log_return,
-        "log_return_5d": sf.ln(close / close_rows_ago(5)),
-        "log_return_21d": sf.ln(close / close_rows_ago(21)),
-        "realized_vol_21d": realized_vol(21),
-        "realized_vol_63d": realized_vol(63),
-        "momentum_63d_skip_21d": momentum(63),
-        "momentum_252d_skip_21d": momentum(252),
-        "price_to_sma_50d": price_to_sma(50),
-        "price_to_sma_200d": price_to_sma(200),
-        "rsi_14d": _rsi(by_ticker),
-        "drawdown_252d": _drawdown(by_ticker),
-        "beta_252d": _beta(by_ticker),
-    }
-    return [columns[name].alias(name) for name in schema.FEATURE_COLUMNS]
-
-
-def _rsi(by_ticker: WindowSpec) -> Column:
-    """Cutler's RSI over 14 price changes, 0..100; 100 when the window has no loss."""
-    from pyspark.sql import functions as sf
-
-    change = sf.col(_PRICE_CHANGE)
-    frame = _trailing(by_ticker, _RSI_DAYS)
-    # ``when`` without ``otherwise`` keeps the first row's missing change null.
-    mean_gain = sf.avg(sf.when(change > 0, change).when(change <= 0, 0.0)).over(frame)
-    mean_loss = sf.avg(sf.when(change < 0, -change).when(change >= 0, 0.0)).over(frame)
-    # The ELSE branch is only evaluated where mean_loss > 0: no division by zero, which
-    # ANSI mode (Spark 4's default) would turn into an error.
-    rsi = sf.when(mean_loss == 0, 100.0).otherwise(100.0 - 100.0 / (1.0 + mean_gain / mean_loss))
-    return _when_full(rsi, change, frame, _RSI_DAYS)
-
-
-def _drawdown(by_ticker: WindowSpec) -> Column:
-    """Close over its 252-row maximum, minus one: <= 0."""
-    from pyspark.sql import functions as sf
-
-    close = sf.col(schema.CLOSE)
-    frame = _trailing(by_ticker, _DRAWDOWN_DAYS)
-    return _when_full(close / sf.max(close).over(frame) - 1.0, close, frame, _DRAWDOWN_DAYS)
-
-
-def _beta(by_ticker: WindowSpec) -> Column:
-    """Sample covariance with the market over the market's sample variance, 252 pairs."""
-    from pyspark.sql import functions as sf
-
-    log_return = sf.col(_LOG_RETURN)
-    # The market return only where the stock has one too: both moments use the same
-    # pairs (covar_samp already skips a pair with a null side).
-    paired_market = sf.when(log_return.isNotNull(), sf.col(_MARKET_LOG_RETURN))
-    frame = _trailing(by_ticker, _BETA_DAYS)
-    market_variance = sf.var_samp(paired_market).over(frame)
-    beta = sf.when(
-        market_variance > 0,
-        sf.covar_samp(log_return, paired_market).over(frame) / market_variance,
-    )
-    return _when_full(beta, paired_market, frame, _BETA_DAYS)
-
-
-def _target_columns(by_ticker: WindowSpec) -> list[Column]:
-    """The columns of :data:`training.schema.TARGET_COLUMNS`: the only forward-looking ones."""
-    from pyspark.sql import functions as sf
-
-    close = sf.col(schema.CLOSE)
-    log_return = sf.col(_LOG_RETURN)
-    horizon = schema.VOLATILITY_HORIZON_DAYS
-    next_days = by_ticker.rowsBetween(1, horizon)
-    forward_return = sf.ln(
-        sf.lead(schema.CLOSE, schema.RETURN_HORIZON_DAYS).over(by_ticker) / close
-    )
-    forward_variance = _when_full(
-        sf.sum(log_return * log_return).over(next_days), log_return, next_days, horizon
-    )
-    return [
-        forward_return.alias(schema.TARGET_RETURN),
-        forward_variance.alias(schema.TARGET_VARIANCE),
-    ]

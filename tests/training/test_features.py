@@ -428,8 +428,8 @@ def test_write_features_layout_and_manifest(
         assert 1 <= len(list(year_dir.glob("*.parquet"))) <= 4
     assert json.loads((output / MANIFEST_NAME).read_text()) == manifest
 
-    source_hash = hashlib.sha256(Path(features_module.__file__).read_bytes()).hexdigest()
-    assert manifest["feature_code_version"] == source_hash[:12]
+    source = b"".join(path.read_bytes() for path in features_module.FEATURE_CODE_FILES)
+    assert manifest["feature_code_version"] == hashlib.sha256(source).hexdigest()[:12]
     assert manifest["rows"] == len(computed)
     assert manifest["tickers"] == list(TICKERS)
     assert manifest["start_date"] == computed["date"].min().date().isoformat()
@@ -603,3 +603,18 @@ def test_missing_columns_are_refused(spark: SparkSession) -> None:
     prices = _spark_prices(spark, _small_prices()).drop("close")
     with pytest.raises(DataError, match="lack columns \\['close'\\]"):
         compute_features(prices, BENCHMARK)
+
+
+def test_the_feature_code_version_covers_the_column_definitions(tmp_path: Path) -> None:
+    """A change to what a feature is must be a new version, wherever the code lives."""
+    job, columns = features_module.FEATURE_CODE_FILES
+    assert columns.name == "_feature_columns.py"
+    copies = [tmp_path / job.name, tmp_path / columns.name]
+    copies[0].write_bytes(job.read_bytes())
+    copies[1].write_bytes(columns.read_bytes())
+    before = features_module.feature_code_version(copies)
+    assert before == features_module.feature_code_version()
+    copies[1].write_bytes(
+        columns.read_bytes().replace(b"_RSI_DAYS: Final = 14", b"_RSI_DAYS: Final = 9")
+    )
+    assert features_module.feature_code_version(copies) != before
