@@ -7,21 +7,24 @@ call from a worker thread of the API process.
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import TABLEAU_COLORS
-from matplotlib.dates import DateFormatter, DateLocator, MonthLocator, YearLocator
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
+from backtest._canvas import (
+    Plot,
+    align_panels,
+    encode_png,
+    legend_patch,
+    new_figure,
+    panel_grid,
+)
 from backtest._metrics import drawdown, rolling_sharpe
 
 EQUAL_WEIGHT = "equal_weight"
@@ -32,22 +35,12 @@ TRADING_DAYS = 252
 MAX_LINE_POINTS = 1_500
 # Tickers drawn in their own colour in the weights panels; the rest share "other".
 MAX_TICKERS_SHOWN = 8
-DPI = 90
 
 # Tableau's ten colours without grey (1/N is drawn in grey), then three darker tones.
 _DARKER = ["#393b79", "#ad494a", "#637939"]
 _PALETTE = [str(c) for n, c in TABLEAU_COLORS.items() if n != "tab:gray"] + _DARKER
 _OTHER_COLOUR = "#a0a0a0"
 _CASH_COLOUR = "#efe3bf"
-
-
-@dataclass(frozen=True)
-class Plot:
-    """One rendered figure: what it shows, how to read it, and the PNG bytes."""
-
-    title: str
-    caption: str
-    png_base64: str
 
 
 def render_plots(
@@ -150,7 +143,7 @@ def _line_chart(
 ) -> tuple[Figure, Axes]:
     """One line per strategy, legend below the axes (it would hide lines inside them)."""
     legend_rows = -(-len(frame.columns) // LEGEND_COLUMNS)
-    figure, axis = _figure((9, height + 0.22 * legend_rows), bottom=0.5 + 0.22 * legend_rows)
+    figure, axis = new_figure((9, height + 0.22 * legend_rows), bottom=0.5 + 0.22 * legend_rows)
     for name in frame.columns:
         style = styles[str(name)]
         axis.plot(
@@ -179,7 +172,7 @@ def _equity_plot(net: pd.DataFrame, styles: dict[str, _Style]) -> Plot:
     plain = FuncFormatter(lambda value, _: f"{value:g}")
     axis.yaxis.set_major_formatter(plain)
     axis.yaxis.set_minor_formatter(plain)
-    return _encode(
+    return encode_png(
         figure,
         "Equity curves",
         "What 1 invested at the start would be worth, after trading costs. The scale is "
@@ -195,7 +188,7 @@ def _drawdown_plot(net: pd.DataFrame, styles: dict[str, _Style]) -> Plot:
         _thin(drawdowns, "min"), styles, 3.6, "Drawdowns, after costs", "loss from previous peak"
     )
     axis.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-    return _encode(
+    return encode_png(
         figure,
         "Drawdowns",
         "How far each strategy stood below its own previous high at each date. The deepest "
@@ -216,7 +209,7 @@ def _rolling_sharpe_plot(
         "Sharpe ratio, trailing 252 days",
     )
     axis.axhline(0.0, color="grey", linewidth=0.6)
-    return _encode(
+    return encode_png(
         figure,
         "Rolling 1-year Sharpe ratio",
         "Each point is the annualised Sharpe ratio over the year ending that "
@@ -235,7 +228,7 @@ def _weights_plot(
     shown = _top_tickers(weights)
     colours = {ticker: _PALETTE[i % len(_PALETTE)] for i, ticker in enumerate(shown)}
     colours.update(other=_OTHER_COLOUR, cash=_CASH_COLOUR)
-    figure, axes = _panel_grid(len(panels), row_height=2.0)
+    figure, axes = panel_grid(len(panels), row_height=2.0)
     low, high = 0.0, 1.0
     first, last = pd.Timestamp(weights["date"].min()), end or pd.Timestamp(weights["date"].max())
     for axis, name in zip(axes, panels, strict=True):
@@ -255,10 +248,10 @@ def _weights_plot(
         high = max(high, float(bands.clip(lower=0.0).sum(axis=1).max()))
         axis.axhline(1.0, color="black", linewidth=0.5, linestyle=":")
         axis.set_title(_label(name), fontsize=9)
-    _align_panels(axes, (first, last), (low - 0.02, high + 0.02))
-    handles = [_patch(colours[key], _label(key)) for key in [*shown, "other", "cash"]]
+    align_panels(axes, (first, last), (low - 0.02, high + 0.02))
+    handles = [legend_patch(colours[key], _label(key)) for key in [*shown, "other", "cash"]]
     figure.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8)
-    return _encode(
+    return encode_png(
         figure,
         "Weights over time",
         f"One panel per strategy: the target weights set at each rebalance, stacked. The "
@@ -309,7 +302,7 @@ def _turnover_plot(
         values = wide[name].dropna()
         # The first rebalance invests the starting cash: 100%, the same for everyone.
         series[name] = values.iloc[1:] if len(values) and values.iloc[0] >= 0.99 else values
-    figure, axes = _panel_grid(len(series), row_height=1.5)
+    figure, axes = panel_grid(len(series), row_height=1.5)
     for axis, (name, values) in zip(axes, series.items(), strict=True):
         # One vertical bar per rebalance, drawn as a single collection (fast).
         axis.vlines(
@@ -320,8 +313,8 @@ def _turnover_plot(
         mean = f"mean {values.mean():.0%} per rebalance" if len(values) else "no later rebalance"
         axis.set_title(_label(f"{name}: {mean}"), fontsize=9)
     top = max((float(v.max()) for v in series.values() if len(v)), default=1.0)
-    _align_panels(axes, (wide.index.min(), wide.index.max()), (0.0, max(top, 0.01) * 1.05))
-    return _encode(
+    align_panels(axes, (wide.index.min(), wide.index.max()), (0.0, max(top, 0.01) * 1.05))
+    return encode_png(
         figure,
         "Turnover per rebalance",
         "One panel per strategy, one bar per rebalance: the share of the portfolio traded, "
@@ -331,78 +324,3 @@ def _turnover_plot(
         "(100%), is left out, as is the index (bought once and held). Costs are proportional "
         "to turnover.",
     )
-
-
-def _panel_grid(count: int, row_height: float) -> tuple[Figure, list[Axes]]:
-    """Small multiples, two columns, with a fixed layout and room for a legend on top.
-
-    The axes are not ``sharex``/``sharey``: shared axes re-propagate every autoscale to
-    all panels, quadratic in the panel count; ``_align_panels`` sets common limits once.
-    """
-    columns = 2 if count > 1 else 1
-    rows = max(1, -(-count // columns))
-    height = 1.0 + row_height * rows
-    figure = Figure(figsize=(11, height), dpi=DPI)
-    FigureCanvasAgg(figure)
-    grid = figure.subplots(rows, columns, squeeze=False)
-    figure.subplots_adjust(
-        left=0.06, right=0.99, bottom=0.45 / height, top=1 - 0.6 / height, hspace=0.4, wspace=0.06
-    )
-    for axis in list(grid.flat)[count:]:
-        axis.set_visible(False)
-    return figure, list(grid.flat)[:count]
-
-
-def _align_panels(
-    axes: list[Axes], dates: tuple[pd.Timestamp, pd.Timestamp], limits: tuple[float, float]
-) -> None:
-    """Same limits and cheap fixed date ticks on every panel; outer labels only."""
-    first, last = dates
-    years = max((last - first).days / 365.25, 0.0)
-    # matplotlib.dates has no type annotations, hence the ignores; the unit converter
-    # takes datetime64 limits, which the Axes stubs do not express.
-    locator: DateLocator
-    if years >= 3:
-        locator = YearLocator(base=max(1, int(np.ceil(years / 6))))  # type: ignore[no-untyped-call]
-        formatter = DateFormatter("%Y")  # type: ignore[no-untyped-call]
-    else:
-        locator = MonthLocator(interval=max(1, int(np.ceil(years * 2))))  # type: ignore[no-untyped-call]
-        formatter = DateFormatter("%Y-%m")  # type: ignore[no-untyped-call]
-    columns = 2 if len(axes) > 1 else 1
-    for position, axis in enumerate(axes):
-        axis.set_xlim(first.to_datetime64(), last.to_datetime64())  # type: ignore[arg-type]
-        axis.set_ylim(*limits)
-        axis.xaxis.set_major_locator(locator)
-        axis.xaxis.set_major_formatter(formatter)
-        axis.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-        axis.tick_params(
-            labelsize=8,
-            labelbottom=position + columns >= len(axes),
-            labelleft=position % columns == 0,
-        )
-
-
-def _figure(size: tuple[float, float], bottom: float = 0.45) -> tuple[Figure, Axes]:
-    """A figure with fixed margins, in inches (``bottom`` leaves room for a legend).
-
-    Fixed margins rather than constrained layout, which would cost an extra layout pass:
-    about half of each figure's render time.
-    """
-    width, height = size
-    figure = Figure(figsize=size, dpi=DPI)
-    FigureCanvasAgg(figure)
-    figure.subplots_adjust(
-        left=0.95 / width, right=1 - 0.15 / width, bottom=bottom / height, top=1 - 0.35 / height
-    )
-    return figure, figure.subplots()
-
-
-def _patch(colour: str, label: str) -> Patch:
-    return Patch(facecolor=colour, edgecolor="none", label=label)
-
-
-def _encode(figure: Figure, title: str, caption: str) -> Plot:
-    buffer = io.BytesIO()
-    # No "Software" text chunk: the PNG carries no URL or version string.
-    figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
-    return Plot(title, caption, base64.b64encode(buffer.getvalue()).decode("ascii"))

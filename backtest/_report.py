@@ -15,7 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from backtest._plots import Plot, render_plots
+from backtest._canvas import Plot
+from backtest._plots import render_plots
 from backtest._report_format import (
     _costs,
     _fmt,
