@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from app.services.tfserving import Signature
+    from app.services._tfserving_signature import Signature
 
 SIGNATURE_NAME = "serving_default"
 MAX_INSTANCES = 1024
