@@ -9,16 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.harness import Server, WrkResult, parse_wrk_output, run_wrk, wrk_script
-from bench.load import (
+from bench._load_scenarios import (
     Scenario,
     at_least_of_bare,
     at_least_rps,
-    baseline,
-    judge,
     p99_at_most_times_bare,
-    table,
 )
+from bench.harness import Server, WrkResult, parse_wrk_output, run_wrk, wrk_script
+from bench.load import baseline, judge, table
 
 
 def _result(rps: float, p99_ms: float, non_2xx: int = 0) -> WrkResult:
