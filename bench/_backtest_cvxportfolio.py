@@ -13,6 +13,7 @@ from backtest import (
     REBALANCES_PER_YEAR,
     rebalance_rows,
 )
+from bench._backtest_timing import Timings
 from bench.backtest import (
     CLARABEL_OPTIONS,
     COST_BPS,
@@ -22,7 +23,6 @@ from bench.backtest import (
     RISK_AVERSION,
     TRADING_DAYS_PER_YEAR,
     EngineRun,
-    Timings,
     Universe,
 )
 
