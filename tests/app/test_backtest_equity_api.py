@@ -28,6 +28,7 @@ from app.core.security import generate_key, hash_key
 from app.main import create_app
 from app.services._backtest_store import BacktestStore, Owner
 from backtest import METRICS_FILE, RETURNS_FILE, equity_curves, strategy_metrics
+from tests.app._problems import assert_problem
 
 PROBLEM = "application/problem+json"
 BACKTESTS = "/v1/backtests"
@@ -57,15 +58,6 @@ def _settings(root: Path, max_concurrent: int) -> Settings:
         limits=LimitSettings(rate_per_second=0),
         backtests=BacktestJobSettings(max_concurrent=max_concurrent, poll_interval_seconds=0.2),
     )
-
-
-def _problem(response: Any, status: int, kind: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    problem: dict[str, Any] = response.json()
-    assert problem["type"] == f"/problems/{kind}", problem
-    assert problem["status"] == status
-    return problem
 
 
 def _strict_json(text: str) -> Any:
@@ -160,7 +152,7 @@ def test_a_job_that_has_not_succeeded_is_409_saying_what_to_do(
 ) -> None:
     job_id = before_run[job]
     response = before_run["client"].get(f"{BACKTESTS}/{job_id}/equity", headers=VIEWER)
-    problem = _problem(response, 409, "backtest-conflict")
+    problem = assert_problem(response, 409, "backtest-conflict")
     assert (problem["id"], problem["backtest_status"]) == (job_id, status)
     assert f"back-test {job_id}" in problem["detail"]
     assert "equity curves" in problem["detail"]
@@ -169,7 +161,7 @@ def test_a_job_that_has_not_succeeded_is_409_saying_what_to_do(
 
 def test_an_unknown_id_is_404(before_run: dict[str, Any]) -> None:
     response = before_run["client"].get(f"{BACKTESTS}/0123abcd/equity", headers=VIEWER)
-    problem = _problem(response, 404, "backtest-not-found")
+    problem = assert_problem(response, 404, "backtest-not-found")
     assert problem["id"] == "0123abcd"
     assert "GET /v1/backtests lists them" in problem["detail"]
 
@@ -179,16 +171,18 @@ def test_points_outside_10_to_20000_are_422(before_run: dict[str, Any], points: 
     response = before_run["client"].get(
         f"{BACKTESTS}/{before_run['queued']}/equity", params={"points": points}, headers=VIEWER
     )
-    problem = _problem(response, 422, "invalid-request")
+    problem = assert_problem(response, 422, "invalid-request")
     assert [error["location"] for error in problem["errors"]] == ["query.points"]
 
 
 def test_the_viewer_role_is_needed(before_run: dict[str, Any]) -> None:
     path = f"{BACKTESTS}/{before_run['queued']}/equity"
-    _problem(before_run["client"].get(path), 401, "unauthorized")
-    _problem(before_run["client"].get(path, headers={"X-API-Key": "qs_nope"}), 401, "unauthorized")
+    assert_problem(before_run["client"].get(path), 401, "unauthorized")
+    assert_problem(
+        before_run["client"].get(path, headers={"X-API-Key": "qs_nope"}), 401, "unauthorized"
+    )
     # The viewer key reaches the route (which refuses the unfinished job on its own terms).
-    _problem(before_run["client"].get(path, headers=VIEWER), 409, "backtest-conflict")
+    assert_problem(before_run["client"].get(path, headers=VIEWER), 409, "backtest-conflict")
 
 
 # -- once it succeeded ------------------------------------------------------------------
@@ -273,7 +267,7 @@ def test_a_job_whose_returns_are_gone_is_409_saying_submit_again(
 ) -> None:
     (succeeded["folder"] / RETURNS_FILE).unlink()
     response = succeeded["client"].get(f"{BACKTESTS}/{succeeded['id']}/equity", headers=VIEWER)
-    problem = _problem(response, 409, "backtest-conflict")
+    problem = assert_problem(response, 409, "backtest-conflict")
     assert problem["backtest_status"] == "succeeded"
     assert "submit the back-test again" in problem["detail"]
 

@@ -44,6 +44,7 @@ from backtest import (
     VOL_TARGET_SUFFIX,
     WEIGHTS_FILE,
 )
+from tests.app._problems import assert_problem
 from tests.postgres import PostgresCluster
 
 PROBLEM = "application/problem+json"
@@ -95,15 +96,6 @@ class _Server:
         if self.running:
             self.running = False
             self.client.__exit__(None, None, None)
-
-
-def _problem(response: Any, status: int, kind: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    problem: dict[str, Any] = response.json()
-    assert problem["type"] == f"/problems/{kind}", problem
-    assert problem["status"] == status
-    return problem
 
 
 def _wait_until_final(client: TestClient, job_id: str, timeout: float = 300.0) -> dict[str, Any]:
@@ -164,12 +156,12 @@ def test_a_backtest_is_accepted_with_its_location(queueing: _Server, submitted: 
     assert job["request"]["strategies"][:2] == ["equal_weight", "min_variance"]
     assert job["request"]["strategies"][2]["constraints"]["groups"]["tech"]["max_weight"] == 0.3
     # Refused until it has succeeded.
-    _problem(queueing.client.get(f"{location}/report"), 409, "backtest-conflict")
+    assert_problem(queueing.client.get(f"{location}/report"), 409, "backtest-conflict")
 
 
 def test_an_unknown_strategy_name_is_refused_with_the_choices(queueing: _Server) -> None:
     body = {**BODY, "strategies": ["equal_weight", "magic_alpha"]}
-    problem = _problem(queueing.client.post(BACKTESTS, json=body), 422, "invalid-backtest")
+    problem = assert_problem(queueing.client.post(BACKTESTS, json=body), 422, "invalid-backtest")
     assert "'magic_alpha'" in problem["detail"]
     for name in STRATEGY_NAMES:
         assert name in problem["detail"]
@@ -203,23 +195,23 @@ def test_a_spec_is_checked_like_an_optimize_request(
     queueing: _Server, spec: dict[str, Any], message: str
 ) -> None:
     body = {**BODY, "strategies": ["equal_weight", spec]}
-    problem = _problem(queueing.client.post(BACKTESTS, json=body), 422, "invalid-request")
+    problem = assert_problem(queueing.client.post(BACKTESTS, json=body), 422, "invalid-request")
     assert message in problem["detail"]
 
 
 def test_bad_dates_are_refused_at_once(queueing: _Server) -> None:
     body = {**BODY, "start": "2019-06-30", "end": "2018-01-01"}
-    problem = _problem(queueing.client.post(BACKTESTS, json=body), 422, "invalid-backtest")
+    problem = assert_problem(queueing.client.post(BACKTESTS, json=body), 422, "invalid-backtest")
     assert "start 2019-06-30 must be before end 2018-01-01" in problem["detail"]
 
 
 def test_tickers_the_data_set_lacks_are_refused_at_once(queueing: _Server) -> None:
     body = {**BODY, "tickers": ["AAPL", "NOPE"], "strategies": ["equal_weight"]}
-    problem = _problem(queueing.client.post(BACKTESTS, json=body), 404, "unknown-ticker")
+    problem = assert_problem(queueing.client.post(BACKTESTS, json=body), 404, "unknown-ticker")
     assert problem["unknown_tickers"] == ["NOPE"]
     spec = {**CAPPED_MEAN_VARIANCE, "constraints": {"asset_bounds": {"NOPE": {"max_weight": 0.1}}}}
     body = {**BODY, "strategies": [spec]}
-    problem = _problem(queueing.client.post(BACKTESTS, json=body), 422, "invalid-backtest")
+    problem = assert_problem(queueing.client.post(BACKTESTS, json=body), 422, "invalid-backtest")
     assert (
         "strategies.0.constraints.asset_bounds names NOPE, not in the data set"
         in (problem["detail"])
@@ -228,7 +220,7 @@ def test_tickers_the_data_set_lacks_are_refused_at_once(queueing: _Server) -> No
 
 def test_forecast_strategies_without_forecasts_are_refused_at_once(queueing: _Server) -> None:
     body = {**BODY, "strategies": ["forecast_min_variance", "min_variance+vol_target"]}
-    problem = _problem(queueing.client.post(BACKTESTS, json=body), 422, "missing-forecasts")
+    problem = assert_problem(queueing.client.post(BACKTESTS, json=body), 422, "missing-forecasts")
     assert (
         "forecast_min_variance, min_variance+vol_target need the walk-forward"
         in (problem["detail"])
@@ -242,7 +234,7 @@ def test_an_unknown_id_is_404(queueing: _Server) -> None:
         queueing.client.get(f"{BACKTESTS}/0123abcd/report"),
         queueing.client.delete(f"{BACKTESTS}/0123abcd"),
     ):
-        problem = _problem(response, 404, "backtest-not-found")
+        problem = assert_problem(response, 404, "backtest-not-found")
         assert problem["id"] == "0123abcd"
 
 
@@ -254,7 +246,7 @@ def test_a_full_queue_is_429_and_a_queued_job_can_be_cancelled(
     assert second.status_code == 202, second.text  # two queued now: the limit
 
     full = client.post(BACKTESTS, json=BODY)
-    problem = _problem(full, 429, "backtest-queue-full")
+    problem = assert_problem(full, 429, "backtest-queue-full")
     assert int(full.headers["Retry-After"]) > 0
     assert (problem["limit"], problem["value"], problem["queued"]) == (
         "backtests.max_queued",
@@ -270,7 +262,7 @@ def test_a_full_queue_is_429_and_a_queued_job_can_be_cancelled(
     assert job["status"] == "cancelled"
     assert job["finished_at"] is not None
     # Final: cancelling again is a conflict, and it never ran.
-    problem = _problem(client.delete(location), 409, "backtest-conflict")
+    problem = assert_problem(client.delete(location), 409, "backtest-conflict")
     assert problem["backtest_status"] == "cancelled"
     assert job["attempts"] == 0
     assert not (root / "data" / "backtests" / second.json()["id"]).exists()
@@ -454,7 +446,7 @@ def test_a_finished_job_cannot_be_cancelled(
     restarted: dict[str, Any], recovered: dict[str, Any]
 ) -> None:
     response = restarted["client"].delete(f"{BACKTESTS}/{restarted['id']}")
-    problem = _problem(response, 409, "backtest-conflict")
+    problem = assert_problem(response, 409, "backtest-conflict")
     assert problem["backtest_status"] == "succeeded"
 
 
@@ -604,7 +596,7 @@ def test_the_api_queues_lists_and_cancels_on_either_database(tmp_path: Path, job
     with TestClient(create_app(settings, registry=CollectorRegistry())) as client:
         accepted = client.post(BACKTESTS, json=BODY)
         assert accepted.status_code == 202, accepted.text
-        _problem(client.post(BACKTESTS, json=BODY), 429, "backtest-queue-full")
+        assert_problem(client.post(BACKTESTS, json=BODY), 429, "backtest-queue-full")
         location = accepted.headers["Location"]
         assert client.get(location).json()["status"] == "queued"
         listed = client.get(BACKTESTS).json()["backtests"]

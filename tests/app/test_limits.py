@@ -28,6 +28,7 @@ from app.core.config import ApiKey, LimitSettings, Settings
 from app.core.rate_limit import TokenBucket
 from app.core.security import generate_key, hash_key
 from app.main import create_app
+from tests.app._problems import assert_problem
 from tests.training.synthetic import build_model_store
 
 PROBLEM = "application/problem+json"
@@ -47,14 +48,6 @@ def _settings(data_dir: Path, models_dir: Path, **limits: Any) -> Settings:
 
 def _app(settings: Settings) -> FastAPI:
     return create_app(settings, registry=CollectorRegistry())
-
-
-def _problem(response: Any, status: int, slug: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    problem: dict[str, Any] = response.json()
-    assert problem["type"] == f"/problems/{slug}", problem
-    return problem
 
 
 def _own_inputs(n_assets: int, seed: int = 5) -> dict[str, Any]:
@@ -110,7 +103,7 @@ def test_413_by_content_length_names_the_limit(limited: TestClient) -> None:
     response = limited.post(
         "/v1/portfolios/optimize", content=body, headers={"content-type": "application/json"}
     )
-    problem = _problem(response, 413, "body-too-large")
+    problem = assert_problem(response, 413, "body-too-large")
     assert f"declares {BODY_LIMIT + 1} bytes" in problem["detail"]
     assert f"limits.max_body_bytes = {BODY_LIMIT} bytes" in problem["detail"]
     assert (problem["limit"], problem["value"]) == ("limits.max_body_bytes", BODY_LIMIT)
@@ -120,7 +113,7 @@ def test_413_by_content_length_names_the_limit(limited: TestClient) -> None:
         content=_padded_body(BODY_LIMIT),
         headers={"content-type": "application/json"},
     )
-    _problem(smaller, 422, "invalid-request")
+    assert_problem(smaller, 422, "invalid-request")
 
 
 @pytest.mark.parametrize(
@@ -134,7 +127,7 @@ def test_413_for_a_chunked_body_on_every_route(
 
     response = limited.post(path, content=chunks(), headers={"content-type": "application/json"})
     assert "content-length" not in response.request.headers
-    problem = _problem(response, 413, "body-too-large")
+    problem = assert_problem(response, 413, "body-too-large")
     assert f"passed {BODY_LIMIT} bytes while streaming" in problem["detail"]
     assert problem["value"] == BODY_LIMIT
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # not a crash
@@ -194,7 +187,7 @@ def test_413_arrives_while_a_chunked_body_is_still_streaming(live_server: int) -
 
 
 def test_forecasts_over_max_tickers_are_422_with_the_limit(limited: TestClient) -> None:
-    problem = _problem(
+    problem = assert_problem(
         limited.post("/v1/forecasts", json={"tickers": ["T0", "T1", "T2"]}),
         422,
         "limit-exceeded",
@@ -214,7 +207,7 @@ def test_forecasts_over_max_tickers_are_422_with_the_limit(limited: TestClient) 
 def test_portfolios_over_max_tickers_are_422_with_the_limit(
     limited: TestClient, route: str
 ) -> None:
-    problem = _problem(
+    problem = assert_problem(
         limited.post(f"/v1/portfolios/{route}", json=_own_inputs(3)), 422, "limit-exceeded"
     )
     assert "3 tickers requested; limits.max_tickers is 2" in problem["detail"]
@@ -225,7 +218,7 @@ def test_portfolios_over_max_tickers_are_422_with_the_limit(
 
 def test_frontier_points_over_the_limit_are_422_with_the_limit(limited: TestClient) -> None:
     inputs = _own_inputs(2)
-    problem = _problem(
+    problem = assert_problem(
         limited.post("/v1/portfolios/frontier", json=inputs | {"n_points": 6}),
         422,
         "limit-exceeded",
@@ -255,7 +248,7 @@ def test_a_solve_that_runs_out_of_time_is_422_with_the_limit(empty: Path) -> Non
 
     with TestClient(_app(_settings(empty, empty, solver_time_limit_seconds=1e-6))) as tight:
         response = tight.post("/v1/portfolios/optimize", json=body)
-        problem = _problem(response, 422, "solver-time-limit")
+        problem = assert_problem(response, 422, "solver-time-limit")
         assert (problem["limit"], problem["value"]) == ("limits.solver_time_limit_seconds", 1e-6)
         # Clarabel itself stopped on its time limit (MaxTime, cvxpy's user_limit); the
         # fallback was not started, the budget being spent.
@@ -290,7 +283,7 @@ def test_429_with_retry_after_once_the_burst_is_spent_then_recovery(empty: Path)
             200,
         ]
         refused = client.get("/v1/models", headers=alice)
-        problem = _problem(refused, 429, "rate-limited")
+        problem = assert_problem(refused, 429, "rate-limited")
         assert refused.headers["Retry-After"] == "1"
         assert "limits.rate_per_second = 1" in problem["detail"]
         assert "limits.burst = 2" in problem["detail"]
@@ -310,7 +303,7 @@ def test_dev_mode_is_rate_limited_too(empty: Path) -> None:
     with TestClient(_app(_settings(empty, empty, rate_per_second=0.5, burst=1))) as client:
         assert client.get("/v1/models").status_code == 200
         refused = client.get("/v1/models")
-        problem = _problem(refused, 429, "rate-limited")
+        problem = assert_problem(refused, 429, "rate-limited")
         assert problem["key_id"] == "dev"
         assert refused.headers["Retry-After"] == "2"
 

@@ -12,7 +12,6 @@ import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from app.core.config import ApiKey, LimitSettings, Settings
 from app.core.security import generate_key, hash_key
 from app.main import create_app
+from tests.app._problems import assert_problem
 from tests.training.synthetic import build_model_store
 from training.evaluation import compute_metrics, write_evaluation
 
@@ -106,15 +106,6 @@ def client(store: Path) -> Iterator[TestClient]:
         yield test_client
 
 
-def _problem(response: Any, status: int, kind: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    problem: dict[str, Any] = response.json()
-    assert problem["type"] == f"/problems/{kind}", problem
-    assert problem["status"] == status
-    return problem
-
-
 def test_the_evaluation_is_served_as_quantserve_evaluate_wrote_it(
     client: TestClient, store: Path
 ) -> None:
@@ -140,7 +131,7 @@ def test_a_version_not_serving_without_an_evaluation_says_to_promote_it_first(
     client: TestClient,
 ) -> None:
     response = client.get(_evaluation_url("forecaster", 1), headers=VIEWER)
-    problem = _problem(response, 404, "evaluation-not-found")
+    problem = assert_problem(response, 404, "evaluation-not-found")
     assert (problem["model"], problem["version"]) == ("forecaster", 1)
     detail = problem["detail"]
     assert "model forecaster version 1 has no evaluation yet" in detail
@@ -151,7 +142,7 @@ def test_a_version_not_serving_without_an_evaluation_says_to_promote_it_first(
 
 
 def test_the_serving_version_of_another_model_names_it_for_evaluate(client: TestClient) -> None:
-    problem = _problem(
+    problem = assert_problem(
         client.get(_evaluation_url("other", 1), headers=VIEWER), 404, "evaluation-not-found"
     )
     assert (
@@ -161,7 +152,7 @@ def test_the_serving_version_of_another_model_names_it_for_evaluate(client: Test
 
 
 def test_an_unreadable_evaluation_is_404_saying_write_it_again(client: TestClient) -> None:
-    problem = _problem(
+    problem = assert_problem(
         client.get(_evaluation_url("broken", 1), headers=VIEWER), 404, "evaluation-not-found"
     )
     assert "cannot be read; write it again" in problem["detail"]
@@ -177,7 +168,7 @@ def test_an_unknown_model_or_version_is_404_as_for_its_metadata(
 ) -> None:
     encoded = name.replace(".", "%2E")  # so the client does not resolve . and ..
     response = client.get(_evaluation_url(encoded, version), headers=VIEWER)
-    problem = _problem(response, 404, "model-version-not-found")
+    problem = assert_problem(response, 404, "model-version-not-found")
     assert (problem["model"], problem["available_versions"]) == (name, available)
     assert f"has no complete version {version}" in problem["detail"]
     assert "GET /v1/models lists the versions" in problem["detail"]
@@ -202,7 +193,7 @@ def test_names_that_are_not_a_model_folder_never_reach_the_store(
 
 @pytest.mark.parametrize("version", ["0", "-1", "two", "1.5", str(2**63), "9" * 5000])
 def test_a_version_that_is_not_a_positive_int64_is_422(client: TestClient, version: str) -> None:
-    problem = _problem(
+    problem = assert_problem(
         client.get(_evaluation_url("forecaster", version), headers=VIEWER),
         422,
         "invalid-request",
@@ -212,6 +203,6 @@ def test_a_version_that_is_not_a_positive_int64_is_422(client: TestClient, versi
 
 def test_the_viewer_role_is_needed_and_refusals_are_problems(client: TestClient) -> None:
     # Under /v1/models/ but not a TensorFlow Serving route: problem+json, not {"error"}.
-    _problem(client.get(_evaluation_url("forecaster", 2)), 401, "unauthorized")
+    assert_problem(client.get(_evaluation_url("forecaster", 2)), 401, "unauthorized")
     response = client.get(_evaluation_url("forecaster", 2), headers={"X-API-Key": "qs_wrong"})
-    _problem(response, 401, "unauthorized")
+    assert_problem(response, 401, "unauthorized")

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from app.core.config import Settings
 from app.main import create_app
 from app.schemas.portfolios import OptimizeRequest
+from tests.app._problems import assert_problem
 
 PROBLEM = "application/problem+json"
 TICKERS = ["ALPHA", "BETA", "GAMMA", "DELTA", "EPSILON", "ZETA"]
@@ -46,14 +47,6 @@ def own_moments(daily_returns: np.ndarray) -> dict[str, Any]:
 
 def _weights(body: dict[str, Any]) -> np.ndarray:
     return np.array([body["weights"][t] for t in TICKERS])
-
-
-def _problem(response: Any, status: int, kind: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    problem: dict[str, Any] = response.json()
-    assert problem["type"] == f"/problems/{kind}", problem
-    return problem
 
 
 def test_own_expected_returns_and_covariance(client: TestClient, own_moments: dict) -> None:
@@ -231,7 +224,7 @@ def test_invalid_requests_name_the_field_and_limit(
         body.pop("expected_returns")
         body.pop("covariance")
     response = client.post("/v1/portfolios/frontier", json=body)
-    problem = _problem(response, 422, "invalid-request")
+    problem = assert_problem(response, 422, "invalid-request")
     assert fragment in problem["detail"], problem["detail"]
 
 
@@ -241,13 +234,16 @@ def test_optimizer_errors_are_problems_that_say_how_to_fix_them(
     cvar = client.post(
         "/v1/portfolios/optimize", json={"tickers": TICKERS, "objective": "min_cvar", **own_moments}
     )
-    assert "min_cvar needs scenario returns" in _problem(cvar, 422, "invalid-constraints")["detail"]
+    assert (
+        "min_cvar needs scenario returns"
+        in assert_problem(cvar, 422, "invalid-constraints")["detail"]
+    )
 
     capped = client.post(
         "/v1/portfolios/optimize",
         json={"tickers": TICKERS, "constraints": {"max_volatility": 0.01}, **own_moments},
     )
-    problem = _problem(capped, 422, "infeasible")
+    problem = assert_problem(capped, 422, "infeasible")
     assert problem["constraints"] == ["budget", "max_volatility"]
     assert "The lowest volatility the other constraints allow is" in problem["detail"]
 
@@ -260,13 +256,16 @@ def test_optimizer_errors_are_problems_that_say_how_to_fix_them(
             **own_moments,
         },
     )
-    assert "the highest expected return" in _problem(too_high, 422, "invalid-constraints")["detail"]
+    assert (
+        "the highest expected return"
+        in assert_problem(too_high, 422, "invalid-constraints")["detail"]
+    )
 
     unbounded = client.post(
         "/v1/portfolios/frontier",
         json={"tickers": TICKERS, "constraints": {"long_only": False}, **own_moments},
     )
-    assert "no top" in _problem(unbounded, 422, "unbounded")["detail"]
+    assert "no top" in assert_problem(unbounded, 422, "unbounded")["detail"]
 
 
 def test_no_positive_excess_return_names_the_best_ticker(
@@ -285,7 +284,7 @@ def test_no_positive_excess_return_names_the_best_ticker(
             "covariance": own_moments["covariance"],
         },
     )
-    problem = _problem(response, 422, "no-positive-excess-return")
+    problem = assert_problem(response, 422, "no-positive-excess-return")
     assert "(the highest is 0.08, GAMMA)" in problem["detail"], problem["detail"]
     assert "asset 2" not in problem["detail"]
     assert "min_variance" in problem["detail"]
@@ -307,7 +306,7 @@ def test_no_positive_excess_return_names_the_best_ticker(
             "constraints": {"max_weight": 0.2},
         },
     )
-    problem = _problem(capped, 422, "no-positive-excess-return")
+    problem = assert_problem(capped, 422, "no-positive-excess-return")
     assert "the best portfolio the weight bounds allow" in problem["detail"]
     assert "best_asset" not in problem
     assert "tickers" not in problem
@@ -354,7 +353,7 @@ def test_an_error_about_one_asset_names_its_ticker(
         covariance[2, :] = covariance[:, 2] = 0.0
         body["covariance"] = covariance.tolist()
     response = client.post(f"/v1/portfolios/{endpoint}", json=body)
-    problem = _problem(response, 422, "invalid-constraints")
+    problem = assert_problem(response, 422, "invalid-constraints")
     assert fragment in problem["detail"], problem["detail"]
     assert "asset 2" not in problem["detail"]
     assert problem["tickers"] == ["GAMMA"]
@@ -386,7 +385,7 @@ def test_an_objectives_field_with_another_objective_is_refused(
     refused = client.post(
         "/v1/portfolios/optimize", json={**inputs, "objective": other, field: value}
     )
-    problem = _problem(refused, 422, "invalid-request")
+    problem = assert_problem(refused, 422, "invalid-request")
     expected = (
         f"{field} applies only to objective '{owner}'; objective '{other}' would ignore it: "
         f"remove it, or set objective to '{owner}'"
@@ -414,7 +413,7 @@ def test_every_misplaced_field_is_named_at_once(client: TestClient, own_moments:
             "linkage": "ward",
         },
     )
-    message = _problem(response, 422, "invalid-request")["errors"][0]["message"]
+    message = assert_problem(response, 422, "invalid-request")["errors"][0]["message"]
     assert (
         "target_return applies only to objective 'efficient_return', cvar_alpha only to "
         "'min_cvar' and linkage only to 'hrp'; objective 'min_variance' would ignore them"
@@ -441,7 +440,7 @@ def test_null_or_default_fields_of_other_objectives_are_accepted(
 
 def test_a_request_without_inputs_still_needs_the_model(client: TestClient) -> None:
     response = client.post("/v1/portfolios/frontier", json={"tickers": TICKERS})
-    problem = _problem(response, 503, "model-not-loaded")
+    problem = assert_problem(response, 503, "model-not-loaded")
     assert "send expected_returns with covariance" in problem["detail"]
 
 
@@ -490,7 +489,7 @@ def test_hrp_refuses_a_constant_asset_whose_sample_variance_is_rounding_noise(
         "periods_per_year": 252,
         "risk_model": {"method": "sample"},
     }
-    problem = _problem(
+    problem = assert_problem(
         client.post("/v1/portfolios/optimize", json=body), 422, "invalid-constraints"
     )
     assert f"{TICKERS[2]} has zero variance" in problem["detail"], problem["detail"]
