@@ -43,6 +43,22 @@ def api(
         return error.code, json.loads(error.read())
 
 
+def min_variance_request(max_weight: float) -> dict[str, Any]:
+    """The optimize body the page sends for min variance under ``max_weight``."""
+    return {
+        "tickers": UNIVERSE,
+        "objective": "min_variance",
+        "constraints": {"long_only": True, "max_weight": max_weight},
+    }
+
+
+def optimize_min_variance(page: Page, max_weight: float) -> None:
+    """Ask the Allocations view for min variance under ``max_weight``, as a user does."""
+    page.get_by_label("Objective").select_option("min_variance")
+    page.get_by_label("Maximum weight per asset").fill(str(max_weight))
+    page.get_by_role("button", name="Optimize").click()
+
+
 def test_the_page_loads_everything_from_this_server_and_asks_for_a_key(
     page: Page, dashboard: Dashboard
 ) -> None:
@@ -135,20 +151,9 @@ def test_an_optimization_shows_its_weights_and_its_place_on_the_frontier(
     page.get_by_role("tab", name="Forecasts").focus()
     page.keyboard.press("ArrowRight")
     assert page.get_by_role("tab", name="Allocations").get_attribute("aria-selected") == "true"
-    page.get_by_label("Objective").select_option("min_variance")
-    page.get_by_label("Maximum weight per asset").fill("0.4")
-    page.get_by_role("button", name="Optimize").click()
+    optimize_min_variance(page, 0.4)
     bars = plotted_traces(page, "weights-chart")
-    status, answer = api(
-        dashboard,
-        "POST",
-        "/v1/portfolios/optimize",
-        {
-            "tickers": UNIVERSE,
-            "objective": "min_variance",
-            "constraints": {"long_only": True, "max_weight": 0.4},
-        },
-    )
+    status, answer = api(dashboard, "POST", "/v1/portfolios/optimize", min_variance_request(0.4))
     assert status == 200, answer
     weights = bars[0]
     assert weights["x"] == list(answer["weights"])
@@ -184,21 +189,9 @@ def test_an_impossible_constraint_shows_the_api_message_next_to_it(
     sign_in(page, dashboard.key)
     page.wait_for_selector("#ticker-list input")
     page.get_by_role("tab", name="Allocations").click()
-    page.get_by_label("Objective").select_option("min_variance")
-    field = page.get_by_label("Maximum weight per asset")
-    field.fill("0.1")
-    page.get_by_role("button", name="Optimize").click()
+    optimize_min_variance(page, 0.1)
     page.wait_for_selector("#max_weight[aria-invalid=true]")
-    status, problem = api(
-        dashboard,
-        "POST",
-        "/v1/portfolios/optimize",
-        {
-            "tickers": UNIVERSE,
-            "objective": "min_variance",
-            "constraints": {"long_only": True, "max_weight": 0.1},
-        },
-    )
+    status, problem = api(dashboard, "POST", "/v1/portfolios/optimize", min_variance_request(0.1))
     assert status == 422
     beside = page.locator("#max_weight + .problem")
     assert beside.inner_text() == problem["detail"]
