@@ -11,15 +11,8 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
 from app.main import create_app
-from tests.app.test_lifecycle import (
-    forecast,
-    fresh_root,
-    make_broken,
-    publish_version,
-    sample,
-    settings_for,
-    tiny_store,
-)
+from tests.app.test_lifecycle import forecast, sample, settings_for
+from tests.model_store import fresh_root, make_broken, publish_version, tiny_store
 from tests.read_only import read_only
 from training.registry import ModelRegistry, Stage
 
