@@ -3,7 +3,8 @@
 ``app.api.problems`` turns these into the 422 ``/problems/invalid-request`` problem:
 pydantic's and FastAPI's errors, reworded where their own words mislead (a JSON syntax
 error, a NaN against a bound, a body that is not JSON at all), and the bodies FastAPI
-could not parse (too deeply nested, not UTF-8).
+could not parse (too deeply nested, not UTF-8). The 405 problem lists the methods the
+path does answer.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from fastapi.routing import iter_route_contexts
+from starlette._utils import get_route_path
 from starlette.requests import Request
 
 _BOUNDS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
@@ -77,3 +80,20 @@ def invalid_request_detail(request: Request, errors: list[dict[str, str]]) -> st
         f"The request body or parameters are invalid: {summary}. Fix the fields listed in "
         "'errors' (the OpenAPI schema at /docs describes each)."
     )
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app answers at the request's path (405's ``Allow``).
+
+    RFC 9110 (15.5.6) wants them all; Starlette's 405 lists those of the first route
+    whose path matches, one of several where routes share a path (GET ``/v1/backtests``
+    from the viewer's router, POST from the trader's). A route answers HEAD only if it
+    lists it (Starlette's own routes do, beside GET; FastAPI's do not).
+    """
+    path = get_route_path(request.scope)  # as the router matches it: without root_path
+    methods: set[str] = set()
+    for context in iter_route_contexts(request.app.routes):
+        regex = getattr(context, "path_regex", None)
+        if context.methods and regex is not None and regex.match(path):
+            methods |= context.methods
+    return sorted(methods)

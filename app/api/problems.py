@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api._problems_openapi import document_problems
 from app.api._request_errors import (
+    allowed_methods,
     invalid_request_detail,
     unreadable_body_errors,
     validation_errors,
@@ -101,16 +102,25 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
         # an error parsing the body" is the 422 of any other body that is not JSON.
         return _invalid_request(request, unreadable_body_errors(exc.__cause__))
     detail = str(exc.detail) if exc.detail else HTTPStatus(status).description
+    headers: dict[str, str] | None = getattr(exc, "headers", None)
+    extensions: dict[str, Any] = {}
     if status == 404 and detail == "Not Found":
         detail = f"No endpoint at {request.url.path}; the API is listed at /docs."
     elif status == 405:
-        detail = f"{request.method} is not allowed on {request.url.path}; see /docs."
+        allowed = allowed_methods(request)
+        headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+        extensions["allowed_methods"] = allowed
+        detail = (
+            f"{request.method} is not allowed on {request.url.path}; it answers "
+            f"{', '.join(allowed)}. See /docs."
+        )
     return problem_response(
         request,
         status,
         HTTPStatus(status).phrase.lower().replace(" ", "-"),
         detail,
-        headers=getattr(exc, "headers", None),
+        headers=headers,
+        **extensions,
     )
 
 
