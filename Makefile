@@ -46,6 +46,12 @@ test: install java test-tools ## Run the whole test suite
 fuzz: install java ## Fuzz the API from its OpenAPI schema, 100 examples per operation (~3 min)
 	QUANTSERVE_FUZZ_EXAMPLES=$${QUANTSERVE_FUZZ_EXAMPLES:-100} $(BIN)/pytest -q -p no:cacheprovider tests/fuzz
 
+# `make test` runs tests/faults with 3 s of load per phase (~5 min); `make faults` holds
+# each phase for QUANTSERVE_FAULT_SECONDS (30 by default).
+.PHONY: faults
+faults: install java ## Faults under load: model swap, bad model, worker SIGKILL, features, Spark, audit
+	QUANTSERVE_FAULT_SECONDS=$${QUANTSERVE_FAULT_SECONDS:-30} $(BIN)/pytest -q -p no:cacheprovider tests/faults
+
 .PHONY: screenshots
 screenshots: install java test-tools ## Browser tests of the dashboard; its screenshot goes to docs/images/
 	$(BIN)/pytest -q tests/web

@@ -125,6 +125,22 @@ class Server:
     ) -> None:
         self.stop()
 
+    @property
+    def pid(self) -> int:
+        """The gunicorn master's process id."""
+        if self._process is None:
+            raise RuntimeError(f"{self.name} is not started")
+        return self._process.pid
+
+    def running(self) -> bool:
+        """The master is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def worker_pids(self) -> set[int]:
+        """The master's child processes right now: its workers (Linux's /proc)."""
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text()
+        return {int(pid) for pid in children.split()}
+
     def stop(self) -> None:
         """SIGTERM to the gunicorn master (it stops its workers), SIGKILL after 30 s."""
         if self._process is None or self._process.poll() is not None:
