@@ -40,7 +40,7 @@ LATENCY_BUCKETS_SECONDS = (
 )
 
 # Why a model failed to load (the ``reason`` label of the load-failure counter).
-LOAD_FAILURE_REASONS = ("missing", "invalid", "error")
+LOAD_FAILURE_REASONS = ("missing", "features", "invalid", "error")
 
 # The audit-trail write that failed (the ``stage`` label): the row written before an
 # admin action (``intent``), the record of a success (``result``), or of a failed request
@@ -146,7 +146,8 @@ class ServiceMetrics:
         )
         self.model_load_failures = Counter(
             "quantserve_model_load_failures",
-            "Model loads that failed: missing (no version or features yet), invalid (an "
+            "Model loads that failed: missing (no version yet), features (the feature table "
+            "is missing or unreadable), invalid (an "
             "artifact the pipeline rejects), error (anything else, such as a corrupt "
             "SavedModel).",
             ["reason"],

@@ -62,12 +62,17 @@ class ModelVerificationFailed(ServiceError):
     """A loaded model version failed a check (signature, warm-up outputs, forecasts)."""
 
 
+class FeaturesUnavailable(ServiceError):
+    """The feature table is missing or cannot be read: no model can forecast from it."""
+
+
 class ModelVersionRefused(ServiceError):
     """A model version that was not swapped in: the last good version keeps serving.
 
     ``failure`` is the ``reason`` label of ``quantserve_model_load_failures_total``:
-    ``missing``, ``invalid`` (it loaded but failed verification, or the pipeline rejects
-    an artifact) or ``error`` (anything else, such as a corrupt SavedModel).
+    ``missing``, ``features`` (the feature table is missing or unreadable), ``invalid``
+    (it loaded but failed verification, or the pipeline rejects an artifact) or ``error``
+    (anything else, such as a corrupt SavedModel).
     """
 
     def __init__(

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from app.services.errors import FeaturesUnavailable
 from training import schema
 from training.dataset import WindowedSamples, build_windows
 from training.features import load_features
@@ -23,8 +24,11 @@ class FeatureStore:
 
     @classmethod
     def load(cls, path: Path) -> FeatureStore:
-        """Read the feature table at ``path``."""
-        return cls(table=load_features(path), path=path)
+        """Read the feature table at ``path``; raise FeaturesUnavailable if it cannot be."""
+        try:
+            return cls(table=load_features(path), path=path)
+        except Exception as exc:  # missing, cut short, not Parquet: the reason is logged
+            raise FeaturesUnavailable(f"cannot read the features at {path}: {exc}") from exc
 
     @property
     def tickers(self) -> list[str]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from app.core.config import Settings
 from app.core.metrics import ServiceMetrics
-from app.services.errors import ModelNotLoaded, ModelVerificationFailed
+from app.services.errors import FeaturesUnavailable, ModelNotLoaded, ModelVerificationFailed
 from app.services.feature_store import FeatureStore
 from app.services.forecasts import ForecastService
 from app.services.model_registry import LoadedModel, load_model
@@ -182,9 +182,14 @@ def not_ready_reason(model_name: str, version: int | None, failure: str) -> str:
             "no model version is loaded yet: run `quantserve pipeline` "
             "(or `quantserve train`) to build one"
         )
+    if failure == "features":
+        return (
+            "the feature table is missing or cannot be read, so nothing serves yet: "
+            "`quantserve features` (or `quantserve pipeline`) writes it; see the server "
+            "log for the details"
+        )
     why = {
-        "missing": "a file it needs or the feature table is missing; `quantserve pipeline` "
-        "rebuilds them",
+        "missing": "a file it needs is missing; `quantserve pipeline` rebuilds it",
         "invalid": "it failed its checks",
     }.get(failure, "it failed to load")
     which = (
@@ -195,6 +200,8 @@ def not_ready_reason(model_name: str, version: int | None, failure: str) -> str:
 
 def failure_reason(exc: BaseException) -> str:
     """The ``reason`` label of ``quantserve_model_load_failures_total`` for ``exc``."""
+    if isinstance(exc, FeaturesUnavailable):
+        return "features"
     if isinstance(exc, ArtifactNotFound):
         return "missing"
     if isinstance(exc, PipelineError | ModelVerificationFailed):

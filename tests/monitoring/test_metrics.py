@@ -61,6 +61,7 @@ def test_names_follow_prometheus_conventions(tmp_path: Path) -> None:
     (_, failures) = families["quantserve_model_load_failures"]
     assert {s[1]["reason"]: s[2] for s in failures if s[0].endswith("_total")} == {
         "missing": 1.0,  # this server has no model
+        "features": 0.0,
         "invalid": 0.0,
         "error": 0.0,
     }

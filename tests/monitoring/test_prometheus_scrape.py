@@ -175,6 +175,7 @@ def test_model_series_carry_the_serving_model_and_its_data(stack: Stack) -> None
     failures = stack.prometheus.query("quantserve_model_load_failures_total")
     assert {f["metric"]["reason"]: _value(f) for f in failures} == {
         "missing": 0,
+        "features": 0,
         "invalid": 0,
         "error": 0,
     }
