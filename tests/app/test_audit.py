@@ -45,12 +45,13 @@ from psycopg.rows import dict_row
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import insert, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.deps import AuditDep
 from app.core.config import ApiKey, AuditSettings, Settings
 from app.core.security import DEV_PRINCIPAL_ID, hash_key
 from app.main import create_app
-from app.services._audit_table import write_turns_for
+from app.services._audit_table import WriteTurnTimeout, write_turns_for
 from app.services.audit import KNOWN_ACTIONS, AuditLog, audit_events, create_audit_engine
 from app.services.errors import UnknownTicker
 from tests.postgres import PostgresCluster
@@ -940,6 +941,43 @@ def test_writers_to_one_file_take_turns_across_descriptors(tmp_path: Path) -> No
 
     assert events == ["first in", "first out", "second in"]
     assert (tmp_path / "audit.db.lock").exists()
+
+
+def test_a_writer_waits_for_its_turn_no_longer_than_the_busy_timeout(tmp_path: Path) -> None:
+    # Another process (here, descriptor) keeps the turn: the wait is bounded like
+    # SQLite's own, so requests queued behind a stuck writer fail with 503, not hang.
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    stuck, waiting = write_turns_for(url, wait_seconds=0.3), write_turns_for(url, wait_seconds=0.3)
+    outcome: list[object] = []
+
+    def wait_for_turn() -> None:
+        started = time.monotonic()
+        try:
+            with waiting.turn():
+                outcome.append("got the turn")
+        except WriteTurnTimeout as exc:
+            outcome.append((exc, time.monotonic() - started))
+
+    with stuck.turn():
+        writer = threading.Thread(target=wait_for_turn)
+        writer.start()
+        writer.join(timeout=5)
+        assert not writer.is_alive(), "the writer still waits for a turn that never comes"
+    ((error, waited),) = outcome
+    assert isinstance(error, SQLAlchemyError)  # so the audit answers 503
+    assert 0.25 <= waited < 2
+    assert "0.3 s" in str(error)
+    # Threads of one process wait on the same bound.
+    with waiting.turn():
+        other = threading.Thread(target=wait_for_turn)
+        other.start()
+        other.join(timeout=5)
+    assert isinstance(outcome[-1], tuple)
+    # And the turn is free again once the writer is done.
+    with waiting.turn():
+        pass
+    stuck.close()
+    waiting.close()
 
 
 def test_other_databases_take_no_turns() -> None:
