@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -12,6 +13,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -45,20 +48,56 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     The new directory is moved in with ``os.replace``. An existing ``final`` is first
     renamed aside and removed after the swap, so at no point does ``final`` hold a mix
     of old and new files; if the block raises, ``final`` is left untouched.
+
+    The siblings' names carry the writer's process id. A writer killed mid-write (a
+    SIGKILL runs no clean-up) leaves them behind; the next write to ``final`` removes
+    those of dead processes and, if the writer died between its two renames, first puts
+    the previous ``final`` back. Writers on other hosts sharing the folder are not
+    told apart: one host writes a given ``final`` at a time.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex}"
+    _recover_dead_writers(final)
+    tag = f"{os.getpid()}-{uuid.uuid4().hex}"
+    tmp = final.parent / f".{final.name}.tmp-{tag}"
     try:
         yield tmp
         if not tmp.exists():
             raise FileNotFoundError(f"nothing was written to {tmp}")
-        old = final.parent / f".{final.name}.old-{uuid.uuid4().hex}"
+        old = final.parent / f".{final.name}.old-{tag}"
         if final.exists():
             os.replace(final, old)
         os.replace(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _recover_dead_writers(final: Path) -> None:
+    """Restore ``final`` from a dead writer's ``.old-`` copy if it is gone; remove the rest."""
+    leftovers: dict[str, list[Path]] = {"old": [], "tmp": []}
+    for sibling in final.parent.glob(f".{final.name}.*-*"):
+        kind, _, rest = sibling.name.removeprefix(f".{final.name}.").partition("-")
+        pid = rest.partition("-")[0]
+        if kind in leftovers and pid.isdigit() and not _alive(int(pid)):
+            leftovers[kind].append(sibling)
+    if not final.exists() and leftovers["old"]:
+        newest = max(leftovers["old"], key=lambda p: p.stat().st_mtime)
+        os.replace(newest, final)
+        leftovers["old"].remove(newest)
+        logger.warning("restored %s from %s, left by a writer that died", final, newest.name)
+    for leftover in leftovers["old"] + leftovers["tmp"]:
+        shutil.rmtree(leftover, ignore_errors=True)
+        logger.warning("removed %s, left by a writer that died", leftover)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def sha256_file(path: Path) -> str:
