@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api._problems_openapi import document_problems
@@ -371,6 +372,22 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # A database the service keeps state in (the back-test jobs) is locked by another
+    # process, full or gone: nothing was changed, so the caller can retry.
+    logger.error("store unavailable: %s", exc, exc_info=exc)
+    return problem_response(
+        request,
+        503,
+        "store-unavailable",
+        "The server could not read or write its database (it may be locked by another "
+        "process, or its disk full); nothing was changed. Retry after a few seconds, and "
+        "tell the operator if it persists.",
+        title="Store unavailable",
+        headers={"Retry-After": "5"},
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Register every exception handler on ``app``."""
     app.add_exception_handler(RequestValidationError, _validation)
@@ -391,5 +408,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(BacktestConflict, _backtest_conflict)
     app.add_exception_handler(BacktestQueueFull, _backtest_queue_full)
     app.add_exception_handler(AuditUnavailable, _audit_unavailable)
+    app.add_exception_handler(SQLAlchemyError, _store_unavailable)
     app.add_exception_handler(Exception, _unhandled)
     document_problems(app, PROBLEM_JSON)  # /openapi.json lists these bodies as sent
