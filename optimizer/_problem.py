@@ -21,6 +21,7 @@ from optimizer._constraints import (
 )
 from optimizer._data import ProblemData
 from optimizer._diagnose import TIME_LIMIT_OPTIONS, conflicting_constraints
+from optimizer._direct import WARM_CLARABEL
 from optimizer._errors import (
     NumericalSolverError,
     ProgramInfeasible,
@@ -41,21 +42,38 @@ SOLVER_OPTIONS: Mapping[str, Mapping[str, Any]] = {
     # Clarabel stops when the duality gap is below 1e-8 absolute or relative. With
     # daily inputs a variance is ~1e-4, so the absolute test alone would stop at a
     # relative error of 1e-4; a smaller absolute tolerance lets the relative one
-    # decide (about one more iteration).
-    "CLARABEL": {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-9},
+    # decide (about one more iteration). Iterative refinement of each KKT solve
+    # (up to 10 extra triangular solves, to 1e-13) took ~40% of a factor-model solve;
+    # the stopping tests above are on the unregularised residuals, so without it a
+    # "Solved" answer meets the same tolerances (utilities agree to ~1e-9), and when
+    # it cannot, the solve is retried with refinement (RETRY_OPTIONS).
+    "CLARABEL": {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-9, "iterative_refinement_enable": False},
     # SCS stops at 1e-4 by default, far looser than FEASIBILITY_TOLERANCE.
     "SCS": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 100_000},
 }
 """Options passed to each solver; others run with cvxpy's defaults."""
+
+RETRY_OPTIONS: Mapping[str, Mapping[str, Any]] = {
+    "CLARABEL": {"iterative_refinement_enable": True},
+}
+"""Options for a second attempt with the same solver, before the next solver: the
+slower, more robust settings, for when the fast ones do not reach an optimal answer."""
+
+WARM_METHODS: Mapping[str, str] = {"CLARABEL": WARM_CLARABEL}
+"""Solvers re-solved through a warm path that skips cvxpy's per-solve work
+(``optimizer._direct``); others through ``problem.solve``."""
 
 
 def canonical_constraints(constraints: Sequence[Constraint]) -> tuple[Constraint, ...]:
     """The constraints with exactly one ``Budget``, in a canonical (structure) order.
 
     Order does not change the problem, so it must not change the compile key either.
+    Constraints the others imply (``LongOnly`` beside ``WeightBounds(min_weight=0)``)
+    are left out.
     """
     others = [c for c in constraints if not isinstance(c, Budget)]
-    return tuple(sorted([Budget(), *others], key=lambda c: repr(c.structure)))
+    needed = [c for c in others if not c.implied_by(others)]
+    return tuple(sorted([Budget(), *needed], key=lambda c: repr(c.structure)))
 
 
 def problem_shape(objective: Objective, shape: ProblemShape | int) -> ProblemShape:
@@ -143,6 +161,7 @@ class CompiledProblem:
         cvxpy_constraints = [
             *self._objective.constraints,
             *(item for compiled in self._constraints for item in compiled.constraints),
+            *self._context.risk.definitions,
         ]
         self.problem = cp.Problem(self._objective.objective, cvxpy_constraints)
         if not self.problem.is_dpp():
@@ -241,9 +260,15 @@ class CompiledProblem:
     ) -> SolveOutcome:
         attempts: list[str] = []
         last_status: str | None = None
-        for index, solver in enumerate(solvers):
+        for index, (solver, retry) in enumerate(solver_attempts(solvers)):
             problem = self.problem_for(solver)
             options = dict(SOLVER_OPTIONS.get(solver, {}))
+            label = solver
+            if retry:
+                options.update(RETRY_OPTIONS[solver])
+                label = f"{solver} (retried with {_describe(RETRY_OPTIONS[solver])})"
+            if solver in WARM_METHODS:
+                options["method"] = WARM_METHODS[solver]
             if deadline is not None:
                 remaining = deadline - time.perf_counter()
                 if remaining <= 0 and index > 0:
@@ -259,7 +284,7 @@ class CompiledProblem:
                     warnings.filterwarnings("ignore", category=RuntimeWarning, module="cvxpy")
                     problem.solve(solver=solver, **options)  # type: ignore[no-untyped-call]
             except cp.SolverError as exc:
-                attempts.append(f"{solver} failed ({exc})")
+                attempts.append(f"{label} failed ({exc})")
                 continue
             status = str(problem.status)
             last_status = status
@@ -277,18 +302,18 @@ class CompiledProblem:
                     constraints=self.constraint_names,
                 )
             if status != cp.OPTIMAL:
-                attempts.append(f"{solver} returned status {status!r}")
+                attempts.append(f"{label} returned status {status!r}")
                 if deadline is not None and time.perf_counter() >= deadline:
                     raise self._out_of_time(time_limit_seconds, attempts, last_status)
                 continue
             try:
                 weights = self._objective.portfolio_weights()
             except NumericalSolverError as exc:
-                attempts.append(f"{solver}: {exc.message}")
+                attempts.append(f"{label}: {exc.message}")
                 continue
             problem_found = self._check_solution(weights, constraints, data)
             if problem_found:
-                attempts.append(f"{solver}: {problem_found}")
+                attempts.append(f"{label}: {problem_found}")
                 continue
             lower, upper = implied_weight_bounds(constraints, self.n_assets)
             stats = problem.solver_stats
@@ -346,13 +371,17 @@ class CompiledProblem:
         groups: list[tuple[str, Sequence[cp.Constraint]]] = [
             (compiled.name, compiled.constraints) for compiled in self._constraints
         ]
+        # Definitions of the risk term's auxiliary variables always hold.
+        definitions = self._context.risk.definitions
         if scale is None:
             own = zip(self._objective.constraint_names, self._objective.constraints, strict=True)
             groups = [*((name, [c]) for name, c in own), *groups]
-            return conflicting_constraints(groups, solver, deadline=deadline)
+            return conflicting_constraints(groups, solver, fixed=definitions, deadline=deadline)
         # A homogenised problem (max Sharpe, risk budgeting): with kappa == 1 the
         # variables are the weights; the objective's normalisation is left out.
-        return conflicting_constraints(groups, solver, fixed=(scale == 1.0,), deadline=deadline)
+        return conflicting_constraints(
+            groups, solver, fixed=(scale == 1.0, *definitions), deadline=deadline
+        )
 
     @staticmethod
     def _check_solution(
@@ -367,6 +396,19 @@ class CompiledProblem:
             detail = ", ".join(f"{name} by {v:.3g}" for name, v in violated.items())
             return f"the solution violates {detail}"
         return ""
+
+
+def solver_attempts(solvers: Sequence[str]) -> list[tuple[str, bool]]:
+    """``(solver, retry)`` in the order tried: a solver with ``RETRY_OPTIONS`` twice."""
+    return [
+        (solver, retry)
+        for solver in solvers
+        for retry in ((False, True) if solver in RETRY_OPTIONS else (False,))
+    ]
+
+
+def _describe(options: Mapping[str, Any]) -> str:
+    return ", ".join(f"{name}={value}" for name, value in options.items())
 
 
 def time_limit_exceeded(

@@ -111,6 +111,14 @@ class RiskTerm(Term):
         expression: cp.Expression = cp.sum_squares(self.vector(weights))  # type: ignore[attr-defined]
         return expression
 
+    @property
+    def definitions(self) -> tuple[cp.Constraint, ...]:
+        """Constraints that define auxiliary variables of :meth:`vector` (none here).
+
+        They belong to every problem that uses the term, and never conflict.
+        """
+        return ()
+
     def volatility(self, weights: cp.Expression) -> cp.Expression:
         """``norm2(vector(weights))``, the volatility (a second-order cone)."""
         expression: cp.Expression = cp.norm(self.vector(weights), 2)  # type: ignore[attr-defined]
@@ -145,11 +153,25 @@ class FullCovarianceRisk(RiskTerm):
         self.factor.value = math.sqrt(scale) * data.risk_factor
 
 
+FACTOR_BLOCK_SIZE = 512
+"""Assets per block of the factor exposures ``G' w`` (see :class:`FactorRisk`)."""
+
+
 class FactorRisk(RiskTerm):
     """Variance of a factor model: ``||G' w||^2 + ||s * w||^2``.
 
     ``G = B chol(F)`` is ``n x k`` and ``s = sqrt(D)``, so the solver sees
     ``n * (k + 1)`` numbers instead of the ``n^2`` of a dense covariance.
+
+    Above :data:`FACTOR_BLOCK_SIZE` assets the factor exposures are summed from blocks,
+    ``G' w = sum_b z_b`` with ``z_b = G_b' w_b`` over blocks of assets, each ``z_b`` a
+    variable defined by :attr:`definitions`. Written in one piece, each of the ``k``
+    rows of ``G' w`` couples all ``n`` weights; Clarabel's AMD ordering sets rows
+    longer than ``15 sqrt(dim KKT)`` aside as dense, and for these KKT systems that
+    ordering factors several times slower: a 2,000-asset problem sits on that edge
+    (its solve time doubled when a redundant bound was removed) and a 3,000-asset one
+    took 3x longer than in blocks. Blocks keep every row short, at ``k`` extra
+    variables and rows per block.
     """
 
     def __init__(self, n_assets: int, n_factors: int) -> None:
@@ -157,16 +179,41 @@ class FactorRisk(RiskTerm):
         self.n_factors = n_factors
         self.exposure = cp.Parameter((n_assets, n_factors), name="factor_exposure")
         self.specific = cp.Parameter(n_assets, name="specific_volatility", nonneg=True)
+        self._blocks: dict[int, cp.Expression] = {}
+        self._definitions: list[cp.Constraint] = []
 
     @property
     def vector_size(self) -> int:
         """``n_factors + n_assets``."""
         return self.n_factors + self.n_assets
 
+    @property
+    def definitions(self) -> tuple[cp.Constraint, ...]:
+        """``z_b == G_b' w_b`` for the blocks built so far (always satisfiable)."""
+        return tuple(self._definitions)
+
+    def factor_exposures(self, weights: cp.Expression) -> cp.Expression:
+        """``G' w``, summed from per-block variables above ``FACTOR_BLOCK_SIZE`` assets.
+
+        The same ``weights`` get the same block variables, however often it is asked.
+        """
+        if self.n_assets <= FACTOR_BLOCK_SIZE:
+            exposures: cp.Expression = self.exposure.T @ weights
+            return exposures
+        if weights.id not in self._blocks:
+            blocks = []
+            for start in range(0, self.n_assets, FACTOR_BLOCK_SIZE):
+                stop = min(start + FACTOR_BLOCK_SIZE, self.n_assets)
+                block = cp.Variable(self.n_factors, name=f"factor_exposure_{start}")
+                self._definitions.append(block == self.exposure[start:stop].T @ weights[start:stop])
+                blocks.append(block)
+            self._blocks[weights.id] = cp.sum(blocks)  # type: ignore[attr-defined]
+        return self._blocks[weights.id]
+
     def vector(self, weights: cp.Expression) -> cp.Expression:
         """``[G.T @ w; s * w]``."""
         vector: cp.Expression = cp.hstack(  # type: ignore[attr-defined]
-            [self.exposure.T @ weights, cp.multiply(self.specific, weights)]  # type: ignore[attr-defined]
+            [self.factor_exposures(weights), cp.multiply(self.specific, weights)]  # type: ignore[attr-defined]
         )
         return vector
 

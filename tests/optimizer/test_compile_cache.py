@@ -39,6 +39,7 @@ from optimizer import (
     Turnover,
     WeightBounds,
 )
+from optimizer._problem import canonical_constraints
 from tests.optimizer._markets import Market, random_market
 
 
@@ -139,6 +140,25 @@ def test_structure_not_values_nor_order_is_the_cache_key(
     )
     info = optimizer.cache_info()
     assert (info.hits, info.misses, info.size) == (2, 4, 4)
+
+
+def test_long_only_implied_by_a_non_negative_lower_bound_is_left_out(
+    optimizer: PortfolioOptimizer, market: Market
+) -> None:
+    mu, sigma = market.expected_returns, market.covariance
+    implied = canonical_constraints([LongOnly(), WeightBounds(0.0, 0.4)])
+    assert [c.name for c in implied] == ["budget", "weight_bounds"]
+    for bounds in (WeightBounds(-0.1, 0.4), WeightBounds(max_weight=0.4)):
+        kept = canonical_constraints([LongOnly(), bounds])
+        assert "long_only" in [c.name for c in kept]
+    # The same problem either way: the redundant row only cost solver time.
+    with_long_only = optimizer.optimize(
+        MinVariance(), [LongOnly(), WeightBounds(0.02, 0.4)], mu, sigma
+    )
+    without = optimizer.optimize(MinVariance(), [WeightBounds(0.02, 0.4)], mu, sigma)
+    assert without.compiled_from_cache
+    np.testing.assert_allclose(with_long_only.weights, without.weights, atol=1e-12)
+    assert with_long_only.weights.min() >= 0.02 - 1e-12
 
 
 def test_least_recently_used_problem_is_evicted(market: Market) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import optimizer._terms as terms_module
 from optimizer import (
     AssetGroup,
     EfficientRisk,
@@ -19,6 +20,7 @@ from optimizer import (
     Objective,
     PortfolioOptimizer,
     ProblemShape,
+    ProgramInfeasible,
     RiskParity,
     TrackingError,
     Turnover,
@@ -100,3 +102,50 @@ def test_a_new_factor_model_reuses_the_compiled_problem(
     assert not first.compiled_from_cache
     assert second.compiled_from_cache
     assert not np.allclose(first.weights, second.weights)
+
+
+@pytest.mark.parametrize(
+    "objective", [MinVariance(), MeanVariance(3.0), MaxSharpe(0.01)], ids=lambda o: o.name
+)
+def test_factor_exposures_summed_in_blocks_solve_the_same_problem(
+    monkeypatch: pytest.MonkeyPatch,
+    factor_market: tuple[np.ndarray, FactorModel],
+    objective: Objective,
+) -> None:
+    """Above the block size ``G' w`` is a sum of per-block variables: same answers."""
+    expected_returns, model = factor_market
+    holdings = np.full(N_ASSETS, 1 / N_ASSETS)
+    constraints = [
+        LongOnly(),
+        WeightBounds(max_weight=0.1),
+        TrackingError(holdings, 0.08),  # the risk vector a second time: the same blocks
+        MaxVolatility(0.3),
+    ]
+    whole = PortfolioOptimizer().optimize(objective, constraints, expected_returns, model)
+    monkeypatch.setattr(terms_module, "FACTOR_BLOCK_SIZE", 16)  # 40 assets: 3 blocks
+    blocked_optimizer = PortfolioOptimizer()
+    blocked = blocked_optimizer.optimize(objective, constraints, expected_returns, model)
+    np.testing.assert_allclose(blocked.weights, whole.weights, atol=2e-5)
+    assert blocked.volatility == pytest.approx(whole.volatility, rel=1e-6)
+
+    shape = ProblemShape(N_ASSETS, n_factors=N_FACTORS)
+    compiled, _ = blocked_optimizer.compile(objective, constraints, shape)
+    names = {v.name() for v in compiled.problem.variables()}
+    assert {"factor_exposure_0", "factor_exposure_16", "factor_exposure_32"} <= names
+    assert len(compiled.problem.variables()) == len(names), "a block was built twice"
+
+
+def test_blocked_factor_exposures_keep_the_infeasibility_diagnosis(
+    monkeypatch: pytest.MonkeyPatch, factor_market: tuple[np.ndarray, FactorModel]
+) -> None:
+    expected_returns, model = factor_market
+    monkeypatch.setattr(terms_module, "FACTOR_BLOCK_SIZE", 16)
+    with pytest.raises(ProgramInfeasible) as raised:
+        PortfolioOptimizer().optimize(
+            MinVariance(),
+            [LongOnly(), WeightBounds(max_weight=0.5), MaxVolatility(0.001)],
+            expected_returns,
+            model,
+        )
+    assert "max_volatility" in raised.value.constraints
+    assert "weight_bounds" not in raised.value.constraints

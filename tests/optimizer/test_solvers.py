@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from cvxpy.reductions.solvers.solving_chain import SolvingChain
 
+import optimizer._problem as problem_module
 from optimizer import (
     LongOnly,
     MeanVariance,
@@ -67,6 +68,33 @@ def test_inaccurate_status_falls_back_and_keeps_the_primary_compiled(
     again = optimizer.optimize(objective, constraints, mu, sigma)
     assert again.solver == "CLARABEL"
     assert compilations == [], "the fallback evicted the primary solver's compiled program"
+
+
+@pytest.mark.parametrize("retry_succeeds", [True, False], ids=["retry_solves", "retry_fails"])
+def test_clarabel_retries_with_iterative_refinement_before_the_fallback(
+    monkeypatch: pytest.MonkeyPatch, market: Market, retry_succeeds: bool
+) -> None:
+    # The fast settings are made to fail (one iteration); the retry has enough or not.
+    fast = {**problem_module.SOLVER_OPTIONS["CLARABEL"], "max_iter": 1}
+    retry = {**problem_module.RETRY_OPTIONS["CLARABEL"], "max_iter": 200 if retry_succeeds else 1}
+    monkeypatch.setitem(problem_module.SOLVER_OPTIONS, "CLARABEL", fast)
+    monkeypatch.setitem(problem_module.RETRY_OPTIONS, "CLARABEL", retry)
+    args = (MeanVariance(2.0), [LongOnly(), WeightBounds(max_weight=0.5)])
+    mu, sigma = market.expected_returns, market.covariance
+    reference = PortfolioOptimizer(solver="SCS", fallback_solvers=()).optimize(*args, mu, sigma)
+    optimizer = PortfolioOptimizer(solver="CLARABEL", fallback_solvers=["SCS"])
+    for _ in range(2):  # cold, then warm
+        result = optimizer.optimize(*args, mu, sigma)
+        assert result.solver == ("CLARABEL" if retry_succeeds else "SCS")
+        np.testing.assert_allclose(result.weights, reference.weights, atol=1e-5)
+
+    only_clarabel = PortfolioOptimizer(solver="CLARABEL", fallback_solvers=())
+    if retry_succeeds:
+        assert only_clarabel.optimize(*args, mu, sigma).solver == "CLARABEL"
+    else:
+        with pytest.raises(NumericalSolverError, match=r"CLARABEL \(retried with") as caught:
+            only_clarabel.optimize(*args, mu, sigma)
+        assert "iterative_refinement_enable=True" in caught.value.message
 
 
 def test_scs_alone_reaches_the_feasibility_tolerance(market: Market) -> None:
