@@ -170,6 +170,9 @@ def _config(key: str) -> schemathesis.Config:
             "seed": SEED,
             "headers": {"X-API-Key": key},
             "workers": 1,
+            # An admin promote loads and verifies a model: seconds when the machine is
+            # shared, so a 10 s client timeout (the default) measured the machine.
+            "request-timeout": 60.0,
             "generation": {"max-examples": EXAMPLES, "database": "none"},
             # Sequences are where a back-test's id is followed: they get more examples.
             "phases": {"stateful": {"generation": {"max-examples": STATEFUL_EXAMPLES}}},

@@ -151,9 +151,16 @@ def _eventually(stack: Stack, promql: str, timeout: float = 30) -> list[dict[str
 
 
 def test_prometheus_scrapes_quantserve_and_up_is_1(stack: Stack) -> None:
-    (up,) = stack.prometheus.query('up{job="quantserve"}')
+    # Scrapes time out after the 1 s interval: on a machine shared with other jobs one
+    # can miss, so the check is that scrapes succeed, not that none ever failed.
+    (up,) = _eventually(stack, 'up{job="quantserve"} == 1')
     assert _value(up) == 1
-    targets = stack.prometheus.get("/api/v1/targets")["activeTargets"]
+    deadline = time.monotonic() + 30
+    while True:
+        targets = stack.prometheus.get("/api/v1/targets")["activeTargets"]
+        if [t["health"] for t in targets] == ["up"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert [t["health"] for t in targets] == ["up"]
     assert targets[0]["lastError"] == ""
 
