@@ -12,7 +12,14 @@ import httpx
 import pytest
 
 from tests.faults._load import Load, Request
-from tests.faults.conftest import Keys, eventually, fault_seconds, headers, model_requests
+from tests.faults.conftest import (
+    Keys,
+    eventually,
+    fault_seconds,
+    headers,
+    metric_samples,
+    model_requests,
+)
 
 PROBLEM = "application/problem+json"
 
@@ -58,11 +65,14 @@ def test_unreadable_features_at_start_are_503s_that_say_why_until_they_return(
         if features.exists():
             shutil.rmtree(features)
         os.rename(staging, features)
+        # Each worker polls on its own: wait until every live worker is ready (the
+        # gauge is the minimum over them), not just the one that answers a probe.
         eventually(
-            lambda: httpx.get(server.url + "/readyz", timeout=10).status_code == 200,
+            lambda: metric_samples(server, "quantserve_model_ready") == [({}, 1.0)],
             timeout=60,
-            what="ready once the features are back",
+            what="every worker ready once the features are back",
         )
+        assert httpx.get(server.url + "/readyz", timeout=10).status_code == 200
         with Load(server.url, model_requests(), headers=headers(keys.trader)) as load_after:
             time.sleep(fault_seconds())
         assert server.running()
