@@ -16,7 +16,8 @@ from typing import Final
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
-from app.services._audit_table import WriteTurns, audit_events
+from app.services._audit_table import audit_events
+from app.services._write_turns import WriteTurns
 
 logger = logging.getLogger("app.services.audit")
 

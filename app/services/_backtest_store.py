@@ -34,11 +34,9 @@ from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.engine import Engine
 
 from app.services._audit_table import (
-    WriteTurns,
     create_database_engine,
     create_tables,
     serialize_inserts,
-    write_turns_for,
 )
 from app.services._backtest_table import (
     FINAL_STATUSES,
@@ -56,6 +54,7 @@ from app.services._backtest_table import (
     record_of,
     utc_now,
 )
+from app.services._write_turns import WriteTurns, write_turns_for
 from app.services.errors import BacktestQueueFull
 
 __all__ = [

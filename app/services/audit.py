@@ -65,14 +65,13 @@ from app.services._audit_records import AuditEntry, AuditPage, AuditRecord, Audi
 from app.services._audit_retention import PURGE_BATCH, PURGE_EVERY, RetentionPurge
 from app.services._audit_table import (
     MAX_ROW_ID,
-    WriteTurns,
     audit_events,
     create_audit_engine,
     create_tables,
     serialize_inserts,
     stored_json,
-    write_turns_for,
 )
+from app.services._write_turns import WriteTurns, write_turns_for
 
 logger = logging.getLogger(__name__)
 

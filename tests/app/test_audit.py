@@ -51,7 +51,7 @@ from app.api.deps import AuditDep
 from app.core.config import ApiKey, AuditSettings, Settings
 from app.core.security import DEV_PRINCIPAL_ID, hash_key
 from app.main import create_app
-from app.services._audit_table import WriteTurnTimeout, write_turns_for
+from app.services._write_turns import WriteTurnTimeout, write_turns_for
 from app.services.audit import KNOWN_ACTIONS, AuditLog, audit_events, create_audit_engine
 from app.services.errors import UnknownTicker
 from tests.postgres import PostgresCluster
