@@ -107,7 +107,9 @@ def test_concurrent_solves_of_one_shape_never_mix_their_inputs() -> None:
     with ThreadPoolExecutor(max_workers=6) as executor:
         together = list(executor.map(solve, range(len(requests))))
     for expected, got in zip(alone, together, strict=True):
-        np.testing.assert_allclose(got, expected, atol=1e-6)
+        # Copies agree to the solver's accuracy: without iterative refinement weights
+        # differ by up to ~2e-6 on this flat objective; mixed inputs differ by ~1e-2.
+        np.testing.assert_allclose(got, expected, atol=1e-5)
     pool, _ = optimizer._pool(MeanVariance(1.0), canonical_constraints(CONSTRAINTS), N_ASSETS)
     assert 1 <= pool.instances <= 3
 
