@@ -38,7 +38,7 @@ from app.services.audit import AuditLog
 from app.services.backtests import BacktestService
 from app.services.batching import MicroBatcher
 from app.services.lifecycle import ModelLifecycle
-from app.services.model_registry import configure_tensorflow
+from app.services.model_registry import configure_tensorflow, persist_xla_executables
 from app.services.tfserving import TFServingService
 from app.web import routes as web
 from app.web.assets import load_assets
@@ -62,6 +62,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     # Handlers read lifecycle.current once per request: swaps never split a request.
     await run_in_threadpool(configure_tensorflow, settings.tensorflow_threads)
+    if settings.batching.xla:
+        persist_xla_executables(settings.xla_cache_dir)
     app.state.lifecycle = lifecycle = ModelLifecycle(settings, metrics)
     await run_in_threadpool(lifecycle.load)
     app.state.tfserving = TFServingService(settings.models_dir)

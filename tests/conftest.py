@@ -16,6 +16,12 @@ if TYPE_CHECKING:
 # Apps built by tests run without API keys unless a test configures keys itself (the
 # auth tests do); servers the tests start as subprocesses inherit it too.
 os.environ.setdefault("QUANTSERVE_DEV_MODE", "1")
+# XLA compiles each allowed batch size when a version loads (~2 s a size on the tiny
+# test models), and the suite loads models hundreds of times; so apps built by tests
+# serve through the SavedModel's signature as loaded, unless a test turns XLA on:
+# tests/app/test_compiled_model.py (outputs, plans, a served app) and tests/faults (the
+# hot swap under load, with XLA) do.
+os.environ.setdefault("QUANTSERVE_BATCHING__XLA", "false")
 
 
 @pytest.fixture(scope="session")

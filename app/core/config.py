@@ -144,6 +144,31 @@ class BatchingSettings(BaseModel):
         description="Batches' worth of instances that may wait per model (TF Serving's "
         "max_enqueued_batches); past it a request is refused with 503 and Retry-After.",
     )
+    xla: bool = Field(
+        True,
+        description="Compile the serving signature with XLA for allowed_batch_sizes when a "
+        "version loads; it serves as loaded if a compile fails or its outputs differ.",
+    )
+    allowed_batch_sizes: tuple[int, ...] = Field(
+        (1, 16, 64, 256),
+        min_length=1,
+        description="The batch sizes compiled with XLA (TF Serving's allowed_batch_sizes); "
+        "every model call is padded or split into these sizes.",
+    )
+
+    xla_cache_dir: Path | None = Field(
+        None,
+        description="Where compiled XLA executables persist, so that the next worker or "
+        "restart loads them instead of compiling (~2 s a batch size); None is "
+        "<data_dir>/xla-cache.",
+    )
+
+    @field_validator("allowed_batch_sizes")
+    @classmethod
+    def _positive_sizes(cls, sizes: tuple[int, ...]) -> tuple[int, ...]:
+        if any(size < 1 for size in sizes):
+            raise ValueError(f"batch sizes must be at least 1, got {list(sizes)}")
+        return tuple(sorted(set(sizes)))
 
 
 class AuditSettings(BaseModel):
@@ -306,6 +331,11 @@ class Settings(BaseSettings):
     def features_dir(self) -> Path:
         """The Spark feature table (Parquet partitioned by year)."""
         return self.data_dir / "features"
+
+    @property
+    def xla_cache_dir(self) -> Path:
+        """Compiled XLA executables: ``batching.xla_cache_dir``, else ``<data_dir>/xla-cache``."""
+        return self.batching.xla_cache_dir or self.data_dir / "xla-cache"
 
     @property
     def audit_url(self) -> str:

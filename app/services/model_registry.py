@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from app.services.compiled_model import CompiledSignature
 from training.model_store import latest_version, list_models, read_metadata
 from training.registry import ModelRegistry, VersionRecord
 
@@ -25,6 +27,8 @@ class LoadedModel:
     metadata: dict[str, Any]
     saved_model: Any
     """The loaded SavedModel; it owns the variables the signature reads."""
+    compiled: CompiledSignature | None = None
+    """The signature compiled with XLA for a few batch sizes; None calls it as loaded."""
 
     @property
     def lookback_days(self) -> int:
@@ -39,16 +43,20 @@ class LoadedModel:
     def predict(self, features: np.ndarray) -> dict[str, np.ndarray]:
         """Outputs of the serving signature for a ``(batch, lookback, n_features)`` array.
 
-        Calls the SavedModel's ``serving_default`` signature directly (about 1 ms a
-        batch), never ``keras.Model.predict`` (50-110 ms a call).
+        Calls the signature compiled with XLA when there is one (about 0.25 ms for one
+        instance), else the SavedModel's ``serving_default`` signature directly (about
+        1 ms a batch); never ``keras.Model.predict`` (50-110 ms a call).
         """
-        import tensorflow as tf
+        if self.compiled is not None:
+            result = self.compiled(features)
+        else:
+            import tensorflow as tf
 
-        signature = self.saved_model.signatures["serving_default"]
-        result = signature(features=tf.constant(features, dtype=tf.float32))
+            signature = self.saved_model.signatures["serving_default"]
+            result = signature(features=tf.constant(features, dtype=tf.float32))
         # (batch, 1) outputs become (batch,); the quantile output stays (batch, 3)
         return {
-            name: value.numpy()[:, 0] if value.shape[-1] == 1 else value.numpy()
+            name: np.asarray(value)[:, 0] if value.shape[-1] == 1 else np.asarray(value)
             for name, value in result.items()
         }
 
@@ -72,6 +80,27 @@ def configure_tensorflow(threads: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(threads)
     except RuntimeError as exc:  # TensorFlow's runtime is already initialised
         logger.info("TensorFlow threads left as they are: %s", exc)
+
+
+def persist_xla_executables(cache_dir: Path) -> None:
+    """Let XLA keep what it compiles in ``cache_dir`` and load it from there next time.
+
+    XLA reads ``TF_XLA_FLAGS`` once, at its first compile, so this must run before any.
+    An operator's own ``--tf_xla_persistent_cache_directory`` is left as it is. Measured
+    on the tiny test model, four batch sizes compile in ~8.7 s cold and load in ~3.4 s
+    (tracing and the output check remain). A folder that cannot be made leaves XLA
+    compiling every time, logged.
+    """
+    flags = os.environ.get("TF_XLA_FLAGS", "")
+    if "tf_xla_persistent_cache_directory" in flags:
+        return
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        logger.warning("XLA compiles without a persistent cache: %s", exc)
+        return
+    option = f"--tf_xla_persistent_cache_directory={cache_dir.resolve()}"
+    os.environ["TF_XLA_FLAGS"] = f"{flags} {option}".strip()
 
 
 def serving_version(models_dir: Path, name: str) -> int:

@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
 from app.core.config import Settings
 from app.core.metrics import ServiceMetrics
+from app.services.compiled_model import CompiledSignature, CompileRefused
 from app.services.errors import FeaturesUnavailable, ModelNotLoaded, ModelVerificationFailed
 from app.services.feature_store import FeatureStore
 from app.services.forecasts import ForecastService
 from app.services.model_registry import LoadedModel, load_model
 from app.services.monitoring import MonitoringFacts, monitoring_facts
 from app.services.portfolios import PortfolioService
+from app.services.tfserving import MAX_INSTANCES
 from optimizer import PortfolioOptimizer
 from training.errors import ArtifactNotFound, PipelineError
 from training.model import SERVING_OUTPUTS
@@ -101,6 +103,8 @@ def build_serving_state(
     model = load_model(settings.models_dir, settings.model_name, version)
     store = store if store is not None else FeatureStore.load(settings.features_dir)
     verify_model(model, store)
+    if settings.batching.xla:
+        model = compile_model(model, store, settings.batching.allowed_batch_sizes)
     timed = _timed(model, metrics)
     forecasts = ForecastService(timed, store)
     if not forecasts.tickers:
@@ -162,6 +166,34 @@ def verify_model(model: LoadedModel, store: FeatureStore) -> None:
                 f"the warm-up batch of {len(windows)} real windows gives non-finite "
                 f"{name} for {', '.join(tickers)}"
             )
+
+
+def compile_model(
+    model: LoadedModel, store: FeatureStore, batch_sizes: Sequence[int]
+) -> LoadedModel:
+    """``model`` with its signature compiled for ``batch_sizes``, warm; as is if refused.
+
+    Checked on the store's latest real windows against the SavedModel's signature (see
+    ``app.services.compiled_model``). A refusal is logged and the version still serves,
+    through the signature as loaded: slower, never wrong.
+    """
+    windows = store.latest_windows(model.lookback_days, model.feature_columns)
+    signature = model.saved_model.signatures[SIGNATURE_NAME]
+    try:
+        compiled = CompiledSignature.compile(
+            signature, windows.features, batch_sizes, largest=MAX_INSTANCES
+        )
+    except CompileRefused as exc:
+        logger.warning("model %s version %s serves without XLA: %s", model.name, model.version, exc)
+        return model
+    logger.info(
+        "model %s version %s compiled with XLA in %.1f s; ms per call by batch size: %s",
+        model.name,
+        model.version,
+        compiled.compile_seconds,
+        ", ".join(f"{size}: {cost * 1000:.2f}" for size, cost in sorted(compiled.costs.items())),
+    )
+    return replace(model, compiled=compiled)
 
 
 def not_ready_state(settings: Settings, optimizer: PortfolioOptimizer, reason: str) -> ServingState:

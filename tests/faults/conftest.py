@@ -61,8 +61,16 @@ def root(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
     return fresh_root(tiny_store(tmp_path_factory), tmp_path)
 
 
+@pytest.fixture(scope="session")
+def xla_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One XLA executable cache for every server of the run, as a deployment's volume."""
+    return tmp_path_factory.mktemp("xla-cache")
+
+
 @pytest.fixture
-def serve(root: Path, keys: Keys, tmp_path: Path) -> Callable[..., AbstractContextManager[Server]]:
+def serve(
+    root: Path, keys: Keys, tmp_path: Path, xla_cache: Path
+) -> Callable[..., AbstractContextManager[Server]]:
     """``with serve(**env) as server``: gunicorn serving ``root``, two workers."""
 
     @contextmanager
@@ -75,6 +83,10 @@ def serve(root: Path, keys: Keys, tmp_path: Path) -> Callable[..., AbstractConte
             "QUANTSERVE_LIMITS__RATE_PER_SECOND": "0",  # load, not the rate limit
             "QUANTSERVE_LIFECYCLE__POLL_INTERVAL_SECONDS": "0.5",
             "QUANTSERVE_TENSORFLOW_THREADS": "1",
+            # The production path: each version is compiled with XLA before it serves.
+            "QUANTSERVE_BATCHING__XLA": "true",
+            "QUANTSERVE_BATCHING__ALLOWED_BATCH_SIZES": "[1, 16]",
+            "QUANTSERVE_BATCHING__XLA_CACHE_DIR": str(xla_cache),
             "QUANTSERVE_LOG_LEVEL": "info",
             **env,
         }

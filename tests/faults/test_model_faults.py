@@ -54,6 +54,9 @@ def test_a_new_version_swapped_in_under_load_fails_no_request(
     versions_after = {_version(o.body) for o in load.outcomes(since=both_swapped)}
     assert versions_before - {None} == {1}
     assert versions_after - {None} == {2}
+    # Each worker compiled version 2 with XLA (both batch sizes warm) before its swap.
+    log = server.log_path.read_text(errors="replace")
+    assert log.count("model forecaster version 2 compiled with XLA") == 2, server.log_tail()
 
 
 @pytest.mark.parametrize("kind", ["corrupt-graph", "half-written"])
