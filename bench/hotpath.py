@@ -105,6 +105,11 @@ async def measure(args: argparse.Namespace) -> None:
                 "/v1/models/forecaster:predict",
                 json.dumps({"instances": [instance]}).encode(),
             ),
+            "predict-64": (
+                "POST",
+                "/v1/models/forecaster:predict",
+                json.dumps({"instances": [instance] * 64}).encode(),
+            ),
             "optimize-20": (
                 "POST",
                 "/v1/portfolios/optimize",

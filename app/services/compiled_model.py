@@ -146,6 +146,10 @@ class CompiledSignature:
             return {k: v.numpy()[:n] for k, v in pieces[0].items()}
         return {k: np.concatenate([p[k].numpy() for p in pieces])[:n] for k in pieces[0]}
 
+    def expected_seconds(self, n: int) -> float:
+        """Seconds a batch of ``n`` takes: the load-time costs of its plan's calls."""
+        return sum(self.costs[size] for size in self._plan(n))
+
     def _plan(self, n: int) -> tuple[int, ...]:
         if n < len(self.plans):
             return self.plans[n]

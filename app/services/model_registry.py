@@ -40,6 +40,10 @@ class LoadedModel:
         """Feature names in input order."""
         return tuple(self.metadata["features"])
 
+    def expected_seconds(self, rows: int) -> float | None:
+        """What a call on ``rows`` instances took at load, if the signature is compiled."""
+        return self.compiled.expected_seconds(rows) if self.compiled is not None else None
+
     def predict(self, features: np.ndarray) -> dict[str, np.ndarray]:
         """Outputs of the serving signature for a ``(batch, lookback, n_features)`` array.
 

@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -210,16 +211,18 @@ _INLINE_CHECK_BYTES = 16 * 1024
 """Bodies up to this size (a few instances) are checked without leaving the event loop."""
 
 
-async def _predict(
-    request: Request,
-    predictor: Predictor,
-    name: str,
-    version: int | None = None,
-    label: str | None = None,
-) -> JSONResponse:
-    raw = await request.body()
+def _parsed_body(raw: bytes) -> Any:
+    """The JSON body: orjson first (64 instances, ~300 kB, in ~1.6 ms against ~10 ms).
+
+    What orjson refuses goes to ``json``, which reads NaN and Infinity (then refused as
+    not finite, with the instance named) and words its errors with line and column.
+    """
     try:
-        body = json.loads(raw)
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(raw)
     except ValueError as exc:
         raise InvalidArgument(f"JSON Parse error: {exc}") from None
     except RecursionError:  # e.g. 100,000 nested '[': was a 500
@@ -227,6 +230,17 @@ async def _predict(
             "JSON Parse error: the body nests arrays or objects too deeply; 'instances' "
             "needs 3 levels (instances x lookback days x features)"
         ) from None
+
+
+async def _predict(
+    request: Request,
+    predictor: Predictor,
+    name: str,
+    version: int | None = None,
+    label: str | None = None,
+) -> Response:
+    raw = await request.body()
+    body = _parsed_body(raw)
 
     service, state = predictor.service, predictor.state
 
@@ -244,7 +258,8 @@ async def _predict(
         # body takes milliseconds to check.
         model, parsed = await run_in_threadpool(checked)
     outputs = await predictor.batcher.run(model, parsed.features)
-    return JSONResponse(service.format_predict(parsed, outputs))
+    answer = orjson.dumps(service.format_predict(parsed, outputs))
+    return Response(answer, media_type="application/json")
 
 
 @router.post("/v1/models/{name}:predict", openapi_extra=_PREDICT_DOC)
@@ -252,7 +267,7 @@ async def predict(
     name: str,
     request: Request,
     predictor: PredictorDep,
-) -> JSONResponse:
+) -> Response:
     """Predict with the serving version: instances → predictions, inputs → outputs."""
     return await _predict(request, predictor, name)
 
@@ -263,7 +278,7 @@ async def predict_version(
     version: str,
     request: Request,
     predictor: PredictorDep,
-) -> JSONResponse:
+) -> Response:
     """Predict with one version (loaded on demand)."""
     return await _predict(request, predictor, name, version=_version(version))
 
@@ -274,6 +289,6 @@ async def predict_label(
     label: str,
     request: Request,
     predictor: PredictorDep,
-) -> JSONResponse:
+) -> Response:
     """Predict with the version a label (production, candidate) points at."""
     return await _predict(request, predictor, name, label=label)
