@@ -51,14 +51,27 @@ def rank_ic(
     optimistic, so read it as a rough guide.
     """
     frame = pd.DataFrame({"date": dates, "realized": realized, "forecast": forecast})
+    # Ranks and counts of every date in grouped passes, then one correlation a date on
+    # plain arrays: the same numbers as ranking each date's own frame (a date's rows
+    # keep their order), without building a pandas frame per date, which cost ~1.7 s a
+    # call on the embedded data's validation split.
+    by_date = frame.groupby("date", sort=True)
+    ranks = by_date[["realized", "forecast"]].rank()
+    usable = (by_date["forecast"].transform("size") >= min_names) & (
+        by_date["forecast"].transform("nunique") >= 2
+    )
+    kept = np.flatnonzero(usable.to_numpy())
+    kept = kept[np.argsort(frame["date"].to_numpy()[kept], kind="stable")]
+    kept_dates = frame["date"].to_numpy()[kept]
+    starts = np.flatnonzero(kept_dates[1:] != kept_dates[:-1]) + 1
     ics: list[float] = []
-    for _, group in frame.groupby("date", sort=True):
-        if len(group) < min_names or group["forecast"].nunique() < 2:
-            continue
-        ranks = group[["realized", "forecast"]].rank()
-        ic = float(np.corrcoef(ranks["realized"], ranks["forecast"])[0, 1])
-        if np.isfinite(ic):
-            ics.append(ic)
+    if kept.size:
+        realized_ranks = np.split(ranks["realized"].to_numpy()[kept], starts)
+        forecast_ranks = np.split(ranks["forecast"].to_numpy()[kept], starts)
+        for realized_rank, forecast_rank in zip(realized_ranks, forecast_ranks, strict=True):
+            ic = float(np.corrcoef(realized_rank, forecast_rank)[0, 1])
+            if np.isfinite(ic):
+                ics.append(ic)
     if not ics:
         return float("nan"), float("nan"), 0
     values = np.asarray(ics)
