@@ -111,6 +111,12 @@ def compute_features(prices: DataFrame, benchmark: str | None) -> DataFrame:
     from pyspark.sql import functions as sf
 
     prices = _validated(prices, benchmark)
+    # Every window is partitioned by ticker, so the tickers are split once, into ranges
+    # of about equal row counts. Hash partitioning left it to adaptive execution, which
+    # merges a table this small into one partition: the window work (~30 s of CPU on the
+    # embedded data, most of it beta's 252-row frames) then ran on one core.
+    partitions = int(prices.sparkSession.conf.get("spark.sql.shuffle.partitions") or 8)
+    prices = prices.repartitionByRange(partitions, schema.TICKER)
     by_ticker = Window.partitionBy(schema.TICKER).orderBy(schema.DATE)
     previous_close = sf.lag(schema.CLOSE, 1).over(by_ticker)
     with_returns = prices.withColumns(
