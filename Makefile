@@ -102,6 +102,10 @@ bench-load: install java ## Load: quantserve vs a bare FastAPI endpoint under wr
 	$(BIN)/quantserve pipeline --if-missing
 	$(BIN)/python -m bench.load
 
+.PHONY: bench-first-run
+bench-first-run: ## The first `make serve` of a fresh clone, empty package caches (~4 min)
+	bench/first_run.sh
+
 .PHONY: bench-optimizer
 bench-optimizer: install ## Optimizer: quantserve vs naive cvxpy vs skfolio, 20-2000 assets (~3 min)
 	$(BIN)/python -m bench.optimizer
