@@ -84,7 +84,7 @@ from optimizer import (
     PCAFactorModel,
     WeightBounds,
 )
-from optimizer._problem import SOLVER_OPTIONS
+from optimizer._attempts import SOLVER_OPTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"

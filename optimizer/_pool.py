@@ -14,10 +14,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from optimizer._attempts import time_limit_exceeded
 from optimizer._constraints import Constraint
 from optimizer._data import ProblemData
 from optimizer._objectives import Objective
-from optimizer._problem import CompiledProblem, SolveOutcome, time_limit_exceeded
+from optimizer._problem import CompiledProblem, SolveOutcome
 
 
 class ProblemPool:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import threading
 import time
 import warnings
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 import cvxpy as cp
 import numpy as np
 
+from optimizer._attempts import solver_attempts, time_limit_exceeded
 from optimizer._constraints import (
     Budget,
     CompiledConstraint,
@@ -20,8 +21,7 @@ from optimizer._constraints import (
     implied_weight_bounds,
 )
 from optimizer._data import ProblemData
-from optimizer._diagnose import TIME_LIMIT_OPTIONS, conflicting_constraints
-from optimizer._direct import WARM_CLARABEL
+from optimizer._diagnose import conflicting_constraints
 from optimizer._errors import (
     NumericalSolverError,
     ProgramInfeasible,
@@ -37,31 +37,6 @@ CompileKey: TypeAlias = tuple[ProblemShape, tuple[Hashable, ...], tuple[tuple[Ha
 
 FEASIBILITY_TOLERANCE = 1e-7
 """Largest constraint violation (in weight units) accepted from a solver."""
-
-SOLVER_OPTIONS: Mapping[str, Mapping[str, Any]] = {
-    # Clarabel stops when the duality gap is below 1e-8 absolute or relative. With
-    # daily inputs a variance is ~1e-4, so the absolute test alone would stop at a
-    # relative error of 1e-4; a smaller absolute tolerance lets the relative one
-    # decide (about one more iteration). Iterative refinement of each KKT solve
-    # (up to 10 extra triangular solves, to 1e-13) took ~40% of a factor-model solve;
-    # the stopping tests above are on the unregularised residuals, so without it a
-    # "Solved" answer meets the same tolerances (utilities agree to ~1e-9), and when
-    # it cannot, the solve is retried with refinement (RETRY_OPTIONS).
-    "CLARABEL": {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-9, "iterative_refinement_enable": False},
-    # SCS stops at 1e-4 by default, far looser than FEASIBILITY_TOLERANCE.
-    "SCS": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 100_000},
-}
-"""Options passed to each solver; others run with cvxpy's defaults."""
-
-RETRY_OPTIONS: Mapping[str, Mapping[str, Any]] = {
-    "CLARABEL": {"iterative_refinement_enable": True},
-}
-"""Options for a second attempt with the same solver, before the next solver: the
-slower, more robust settings, for when the fast ones do not reach an optimal answer."""
-
-WARM_METHODS: Mapping[str, str] = {"CLARABEL": WARM_CLARABEL}
-"""Solvers re-solved through a warm path that skips cvxpy's per-solve work
-(``optimizer._direct``); others through ``problem.solve``."""
 
 
 def canonical_constraints(constraints: Sequence[Constraint]) -> tuple[Constraint, ...]:
@@ -260,22 +235,13 @@ class CompiledProblem:
     ) -> SolveOutcome:
         attempts: list[str] = []
         last_status: str | None = None
-        for index, (solver, retry) in enumerate(solver_attempts(solvers)):
+        for index, attempt in enumerate(solver_attempts(solvers)):
+            solver, label = attempt.solver, attempt.label
             problem = self.problem_for(solver)
-            options = dict(SOLVER_OPTIONS.get(solver, {}))
-            label = solver
-            if retry:
-                options.update(RETRY_OPTIONS[solver])
-                label = f"{solver} (retried with {_describe(RETRY_OPTIONS[solver])})"
-            if solver in WARM_METHODS:
-                options["method"] = WARM_METHODS[solver]
-            if deadline is not None:
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0 and index > 0:
-                    raise self._out_of_time(time_limit_seconds, attempts, last_status)
-                if solver in TIME_LIMIT_OPTIONS:
-                    # The first solver always starts, even under an absurdly small limit.
-                    options[TIME_LIMIT_OPTIONS[solver]] = max(remaining, 1e-9)
+            remaining = None if deadline is None else deadline - time.perf_counter()
+            if remaining is not None and remaining <= 0 and index > 0:
+                raise self._out_of_time(time_limit_seconds, attempts, last_status)
+            options = attempt.options(remaining)
             try:
                 with warnings.catch_warnings():
                     # The status is checked below; cvxpy's "may be inaccurate" warning and
@@ -396,34 +362,3 @@ class CompiledProblem:
             detail = ", ".join(f"{name} by {v:.3g}" for name, v in violated.items())
             return f"the solution violates {detail}"
         return ""
-
-
-def solver_attempts(solvers: Sequence[str]) -> list[tuple[str, bool]]:
-    """``(solver, retry)`` in the order tried: a solver with ``RETRY_OPTIONS`` twice."""
-    return [
-        (solver, retry)
-        for solver in solvers
-        for retry in ((False, True) if solver in RETRY_OPTIONS else (False,))
-    ]
-
-
-def _describe(options: Mapping[str, Any]) -> str:
-    return ", ".join(f"{name}={value}" for name, value in options.items())
-
-
-def time_limit_exceeded(
-    time_limit_seconds: float,
-    attempts: Sequence[str],
-    status: str | None,
-    constraint_names: Sequence[str],
-) -> SolverTimeLimitExceeded:
-    """The error of a solve that ran out of its time limit, saying what to change."""
-    tried = f" ({'; '.join(attempts)})" if attempts else ""
-    return SolverTimeLimitExceeded(
-        f"the solvers ran out of the {time_limit_seconds:g} s time limit before reaching "
-        f"a solution{tried}. Ask for a smaller problem (fewer tickers or return "
-        "scenarios, a pca_factor risk model) or raise the limit.",
-        time_limit_seconds=time_limit_seconds,
-        status=status,
-        constraints=list(constraint_names),
-    )

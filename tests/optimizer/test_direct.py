@@ -11,8 +11,8 @@ import cvxpy as cp
 import numpy as np
 import pytest
 
+import optimizer._attempts as attempts_module
 import optimizer._direct as direct_module
-import optimizer._problem as problem_module
 from optimizer import (
     EfficientRisk,
     FactorModel,
@@ -101,7 +101,7 @@ def test_warm_solves_match_cvxpy_solves(
     warm = solve_all(PortfolioOptimizer(), objective, constraints)
     assert cvxpy_solves == ["CLARABEL"], "only the first solve should compile through cvxpy"
 
-    monkeypatch.setattr(problem_module, "WARM_METHODS", {})
+    monkeypatch.setattr(attempts_module, "WARM_METHODS", {})
     reference = solve_all(PortfolioOptimizer(), objective, constraints)
     for got, expected in zip(warm, reference, strict=True):
         assert (got.solver, got.status) == ("CLARABEL", "optimal")

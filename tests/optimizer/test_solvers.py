@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from cvxpy.reductions.solvers.solving_chain import SolvingChain
 
-import optimizer._problem as problem_module
+import optimizer._attempts as attempts_module
 from optimizer import (
     LongOnly,
     MeanVariance,
@@ -75,10 +75,10 @@ def test_clarabel_retries_with_iterative_refinement_before_the_fallback(
     monkeypatch: pytest.MonkeyPatch, market: Market, retry_succeeds: bool
 ) -> None:
     # The fast settings are made to fail (one iteration); the retry has enough or not.
-    fast = {**problem_module.SOLVER_OPTIONS["CLARABEL"], "max_iter": 1}
-    retry = {**problem_module.RETRY_OPTIONS["CLARABEL"], "max_iter": 200 if retry_succeeds else 1}
-    monkeypatch.setitem(problem_module.SOLVER_OPTIONS, "CLARABEL", fast)
-    monkeypatch.setitem(problem_module.RETRY_OPTIONS, "CLARABEL", retry)
+    fast = {**attempts_module.SOLVER_OPTIONS["CLARABEL"], "max_iter": 1}
+    retry = {**attempts_module.RETRY_OPTIONS["CLARABEL"], "max_iter": 200 if retry_succeeds else 1}
+    monkeypatch.setitem(attempts_module.SOLVER_OPTIONS, "CLARABEL", fast)
+    monkeypatch.setitem(attempts_module.RETRY_OPTIONS, "CLARABEL", retry)
     args = (MeanVariance(2.0), [LongOnly(), WeightBounds(max_weight=0.5)])
     mu, sigma = market.expected_returns, market.covariance
     reference = PortfolioOptimizer(solver="SCS", fallback_solvers=()).optimize(*args, mu, sigma)
