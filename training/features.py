@@ -13,8 +13,8 @@ holds ``n`` observations, counted over that same frame.
 
 The writer swaps a whole directory in (:func:`training._io.atomic_directory`), so a
 reader sees the previous features or the new ones, never a mix. :func:`load_features`
-reads them back with pyarrow and never starts a JVM; pyspark is imported lazily so the
-API server can import this module without it.
+(:mod:`training.feature_table`) reads them back with pyarrow and never starts a JVM;
+pyspark is imported lazily so the API server can import this module without it.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
-
-import pandas as pd
 
 from training import schema
 from training._feature_columns import (
@@ -37,6 +35,7 @@ from training._feature_columns import (
 )
 from training._io import atomic_directory, atomic_write_json
 from training.errors import ArtifactNotFound, DataError
+from training.feature_table import OUTPUT_COLUMNS, load_features, summarise_written
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -53,16 +52,6 @@ __all__ = [
 
 MANIFEST_NAME: Final = "_manifest.json"
 """Written inside the features directory; Spark and pyarrow skip files starting with ``_``."""
-
-OUTPUT_COLUMNS: Final[tuple[str, ...]] = (
-    schema.DATE,
-    schema.TICKER,
-    schema.CLOSE,
-    *schema.FEATURE_COLUMNS,
-    *schema.TARGET_COLUMNS,
-    schema.YEAR,
-)
-"""Columns of :func:`compute_features`'s output, in order."""
 
 
 def compute_features(prices: DataFrame, benchmark: str | None) -> DataFrame:
@@ -206,7 +195,7 @@ def write_features(
             .partitionBy(schema.YEAR)
             .parquet(uri)
         )
-        written = _summarise_written(staging)
+        written = summarise_written(staging)
         if written["rows"] == 0:
             raise DataError(f"no feature rows to write; {output_dir} is left as it was")
         record: dict[str, Any] = {
@@ -274,44 +263,6 @@ def run_features_job(
     return write_features(features, output_dir, caller_facts)
 
 
-def load_features(path: Path) -> pd.DataFrame:
-    """Read a features directory with pyarrow (no Spark, no JVM).
-
-    Parameters
-    ----------
-    path : pathlib.Path
-        Directory written by :func:`write_features`.
-
-    Returns
-    -------
-    pandas.DataFrame
-        :data:`OUTPUT_COLUMNS`, sorted by (ticker, date) with a fresh index; ``date``
-        is ``datetime64[ns]`` (midnight, no time zone), ``year`` is ``int64`` and
-        nulls are NaN. Units as in :func:`compute_features`.
-
-    Raises
-    ------
-    ArtifactNotFound
-        If ``path`` is missing or holds no Parquet file.
-    """
-    import pyarrow.dataset as ds
-
-    if not path.is_dir():
-        raise ArtifactNotFound(f"no features at {path}; run `quantserve features` first")
-    # Hive partitioning turns ``year=2015`` back into an int column; files starting
-    # with "_" or "." (_manifest.json, _SUCCESS, .crc) are skipped by default.
-    dataset = ds.dataset(path, format="parquet", partitioning="hive")
-    if not dataset.files:
-        raise ArtifactNotFound(f"no Parquet file in {path}; run `quantserve features` first")
-    frame = dataset.to_table().to_pandas(date_as_object=False)
-    frame[schema.DATE] = frame[schema.DATE].astype("datetime64[ns]")
-    frame[schema.YEAR] = frame[schema.YEAR].astype("int64")
-    ordered: pd.DataFrame = frame[list(OUTPUT_COLUMNS)].sort_values(
-        [schema.TICKER, schema.DATE], kind="stable"
-    )
-    return ordered.reset_index(drop=True)
-
-
 FEATURE_CODE_FILES: Final[tuple[Path, ...]] = (
     Path(__file__),
     Path(__file__).with_name("_feature_columns.py"),
@@ -325,32 +276,6 @@ def feature_code_version(files: Sequence[Path] = FEATURE_CODE_FILES) -> str:
     for path in files:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
-
-
-def _summarise_written(directory: Path) -> dict[str, Any]:
-    """Rows, tickers, date range and years of the Parquet files under ``directory``.
-
-    Read back with pyarrow, as consumers will, rather than recomputing the windows.
-    (Spark would also do, but warns that it ignores a path whose name starts with
-    ``.``, as the staging directory's does, before reading it anyway.)
-    """
-    import pyarrow.compute as pc
-    import pyarrow.dataset as ds
-
-    dataset = ds.dataset(directory, format="parquet", partitioning="hive")
-    if not dataset.files:  # Spark writes no data file for an empty partitioned frame
-        return {"rows": 0}
-    table = dataset.to_table(columns=[schema.DATE, schema.TICKER, schema.YEAR])
-    if table.num_rows == 0:
-        return {"rows": 0}
-    date_range = pc.min_max(table[schema.DATE]).as_py()
-    return {
-        "rows": table.num_rows,
-        "tickers": sorted(pc.unique(table[schema.TICKER]).to_pylist()),
-        "start_date": date_range["min"].isoformat(),
-        "end_date": date_range["max"].isoformat(),
-        "years": sorted(int(year) for year in pc.unique(table[schema.YEAR]).to_pylist()),
-    }
 
 
 def _validated(prices: DataFrame, benchmark: str | None) -> DataFrame:
