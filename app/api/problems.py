@@ -7,7 +7,6 @@ Problem ``type`` values are relative URI references, ``/problems/<slug>``, docum
 from __future__ import annotations
 
 import logging
-from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,16 +15,16 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api._problems_openapi import document_problems
-from app.api._request_errors import (
-    allowed_methods,
-    invalid_request_detail,
-    unreadable_body_errors,
-    validation_errors,
+from app.api._problem_response import (
+    PROBLEM_JSON,
+    exception_problem,
+    http_problem,
+    problem_response,
+    validation_problem,
 )
+from app.api._problems_openapi import document_problems
 from app.core.limits import BodyTooLarge
 from app.core.security import AccessDenied
-from app.schemas.problems import Problem
 from app.services._backtest_problems import backtest_problem
 from app.services.audit import AuditUnavailable
 from app.services.errors import (
@@ -51,95 +50,9 @@ from optimizer import (
     SolverTimeLimitExceeded,
 )
 
-PROBLEM_JSON = "application/problem+json"
+__all__ = ["PROBLEM_JSON", "exception_problem", "install_problem_handlers", "problem_response"]
+
 logger = logging.getLogger(__name__)
-
-
-def problem_response(
-    request: Request,
-    status: int,
-    slug: str,
-    detail: str,
-    *,
-    title: str | None = None,
-    headers: dict[str, str] | None = None,
-    **extensions: Any,
-) -> JSONResponse:
-    """A problem+json response for ``request``."""
-    problem = Problem(
-        type=f"/problems/{slug}",
-        title=title or HTTPStatus(status).phrase,
-        status=status,
-        detail=detail,
-        instance=request.url.path,
-        **extensions,
-    )
-    return JSONResponse(
-        problem.body(), status_code=status, media_type=PROBLEM_JSON, headers=headers
-    )
-
-
-def _invalid_request(request: Request, errors: list[dict[str, str]]) -> JSONResponse:
-    return problem_response(
-        request,
-        422,
-        "invalid-request",
-        invalid_request_detail(request, errors),
-        title="Invalid request",
-        errors=errors,
-    )
-
-
-async def _validation(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    return _invalid_request(request, validation_errors(exc.errors()))
-
-
-async def _http(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    status = exc.status_code
-    if status == 400 and isinstance(exc.__cause__, RecursionError | ValueError):
-        # FastAPI could not parse the body (too deep, not UTF-8): its bare 400 "There was
-        # an error parsing the body" is the 422 of any other body that is not JSON.
-        return _invalid_request(request, unreadable_body_errors(exc.__cause__))
-    detail = str(exc.detail) if exc.detail else HTTPStatus(status).description
-    headers: dict[str, str] | None = getattr(exc, "headers", None)
-    extensions: dict[str, Any] = {}
-    if status == 404 and detail == "Not Found":
-        detail = f"No endpoint at {request.url.path}; the API is listed at /docs."
-    elif status == 405:
-        allowed = allowed_methods(request)
-        headers = {**(headers or {}), "Allow": ", ".join(allowed)}
-        extensions["allowed_methods"] = allowed
-        detail = (
-            f"{request.method} is not allowed on {request.url.path}; it answers "
-            f"{', '.join(allowed)}. See /docs."
-        )
-    return problem_response(
-        request,
-        status,
-        HTTPStatus(status).phrase.lower().replace(" ", "-"),
-        detail,
-        headers=headers,
-        **extensions,
-    )
-
-
-def exception_problem(request: Request, exc: AccessDenied | BodyTooLarge) -> JSONResponse:
-    """The problem for a refusal that names its own slug, title, headers and extensions.
-
-    401, 403 and 429 (``app.core.security``) and 413 (``app.core.limits``); the
-    middlewares that refuse before routing (``/metrics``, the body size) call it too.
-    """
-    return problem_response(
-        request,
-        exc.status_code,
-        exc.slug,
-        str(exc.detail),
-        title=exc.title,
-        headers=dict(exc.headers) if exc.headers else None,
-        **exc.extensions,
-    )
 
 
 async def _refusal(request: Request, exc: Exception) -> JSONResponse:
@@ -390,8 +303,8 @@ async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
 
 def install_problem_handlers(app: FastAPI) -> None:
     """Register every exception handler on ``app``."""
-    app.add_exception_handler(RequestValidationError, _validation)
-    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(RequestValidationError, validation_problem)
+    app.add_exception_handler(StarletteHTTPException, http_problem)
     app.add_exception_handler(AccessDenied, _refusal)
     app.add_exception_handler(BodyTooLarge, _refusal)
     app.add_exception_handler(LimitExceeded, _limit_exceeded)
