@@ -7,6 +7,7 @@ neither.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -85,3 +86,51 @@ class TrainingConfig(BaseModel):
                 f"({self.holdout_fraction}) must be below 1 to leave dates to train on"
             )
         return self
+
+
+class StreamConfig(BaseModel):
+    """``quantserve stream``: where new bars come from and how late ones are treated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    landing_dir: Path | None = Field(
+        None, description="Folder watched for bar files; None is <data_dir>/landing."
+    )
+    checkpoint_dir: Path | None = Field(
+        None, description="The stream's checkpoint; None is <data_dir>/stream-checkpoint."
+    )
+    kafka_bootstrap_servers: str | None = Field(
+        None, description="host:port[,host:port]: read JSON bars from Kafka, not the folder."
+    )
+    kafka_topic: str = Field("quantserve.bars", min_length=1)
+    trigger_seconds: float = Field(
+        1.0, gt=0, le=3600, description="How often the stream looks for new bars."
+    )
+    max_late_days: int = Field(
+        7,
+        ge=0,
+        description="A bar dated more than this many calendar days before its ticker's "
+        "latest stored bar is quarantined as late; a later one is stored and the features "
+        "from its date on are recomputed.",
+    )
+
+
+class RetrainConfig(BaseModel):
+    """``quantserve retrain --if-due``: when the data has moved on enough to retrain."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_new_days: int = Field(
+        21,
+        ge=1,
+        description="Retrain once the features hold this many trading days past the end of "
+        "the serving model's training data.",
+    )
+    drift_psi: float = Field(
+        0.25,
+        gt=0,
+        description="...or once any feature's PSI on the newly arrived rows exceeds this.",
+    )
+    min_drift_rows: int = Field(
+        100, ge=1, description="New rows needed before drift can trigger a retrain."
+    )

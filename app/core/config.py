@@ -17,7 +17,13 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from training.config import IngestConfig, SparkConfig, TrainingConfig
+from training.config import (
+    IngestConfig,
+    RetrainConfig,
+    SparkConfig,
+    StreamConfig,
+    TrainingConfig,
+)
 
 DEFAULT_CONFIG_FILE = Path(__file__).resolve().parents[2] / "config" / "default.yaml"
 CONFIG_FILE_VARIABLE = "QUANTSERVE_CONFIG_FILE"
@@ -297,6 +303,8 @@ class Settings(BaseSettings):
     batching: BatchingSettings = BatchingSettings()
     audit: AuditSettings = AuditSettings()
     backtests: BacktestJobSettings = BacktestJobSettings()
+    stream: StreamConfig = StreamConfig()
+    retrain: RetrainConfig = RetrainConfig()
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -338,6 +346,16 @@ class Settings(BaseSettings):
     def features_dir(self) -> Path:
         """The Spark feature table (Parquet partitioned by year)."""
         return self.data_dir / "features"
+
+    @property
+    def landing_dir(self) -> Path:
+        """Bar files `quantserve stream` picks up: stream.landing_dir or <data_dir>/landing."""
+        return self.stream.landing_dir or self.data_dir / "landing"
+
+    @property
+    def stream_checkpoint_dir(self) -> Path:
+        """The stream's checkpoint: ``stream.checkpoint_dir`` or <data_dir>/stream-checkpoint."""
+        return self.stream.checkpoint_dir or self.data_dir / "stream-checkpoint"
 
     @property
     def xla_cache_dir(self) -> Path:
