@@ -253,19 +253,20 @@ class ModelLifecycle:
                 f"no model version under {self.settings.models_dir / self.settings.model_name}"
                 "; run `quantserve pipeline` (or `quantserve train`) to build one"
             )
-        reuse = (
-            self._current.store
-            if fingerprint is not None
-            and self._serving is not None
-            and fingerprint.features == self._serving.features
-            else None
-        )
+        # What did not change is reused: the feature table when only the model moved,
+        # the loaded (and compiled) model when only the features did (a new day's data).
+        current, served = self._current, self._serving
+        store = model = None
+        if fingerprint is not None and served is not None:
+            store = current.store if fingerprint.features == served.features else None
+            model = current.model if fingerprint.same_model(served) else None
         state = build_serving_state(
             self.settings,
             self.metrics,
             self.optimizer,
             fingerprint.version if fingerprint is not None else None,
-            store=reuse,
+            store=store,
+            model=model,
         )
         if fingerprint is not None and fingerprint.stage is not None:
             state = _with_stage(state, fingerprint.stage)

@@ -38,6 +38,13 @@ class Fingerprint:
     problem: str | None = None
     """Why the serving version could not be read (an unreadable registry)."""
 
+    def same_model(self, other: Fingerprint | None) -> bool:
+        """True when ``other`` names the same version with the same files."""
+        return other is not None and (self.version, self.version_files) == (
+            other.version,
+            other.version_files,
+        )
+
     def same_artifacts(self, other: Fingerprint) -> bool:
         """True when only the stage differs."""
         return replace(self, stage=other.stage) == other

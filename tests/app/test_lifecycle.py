@@ -274,6 +274,27 @@ def test_new_features_recompute_the_forecasts(client: TestClient, root: Path) ->
     assert after["forecasts"] != before["forecasts"]
 
 
+def test_new_features_reuse_the_loaded_model_and_a_new_version_does_not(
+    client: TestClient, root: Path
+) -> None:
+    lifecycle = lifecycle_of(client)
+    loaded = lifecycle.current.model
+    write_feature_table(synthetic_features(n_days=320, seed=1), root / "data" / "features.new")
+    shutil.rmtree(root / "data" / "features")
+    os.rename(root / "data" / "features.new", root / "data" / "features")
+
+    assert lifecycle.check().outcome is ReloadOutcome.SWAPPED
+    # A new day of data: the same model object (neither loaded nor compiled again), new store.
+    assert lifecycle.current.model is loaded
+    assert lifecycle.current.store is not None
+    assert len(lifecycle.current.store.table) > 0
+
+    publish_version(root, root / "staged" / "2", 2)
+    assert lifecycle.check().outcome is ReloadOutcome.SWAPPED
+    assert lifecycle.current.model is not None and lifecycle.current.model is not loaded
+    assert lifecycle.current.model.version == 2
+
+
 def test_a_promotion_of_the_serving_version_relabels_without_a_reload(
     client: TestClient, root: Path
 ) -> None:
