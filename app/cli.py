@@ -17,6 +17,7 @@ import typer
 
 from app._cli_backtest import backtest
 from app._cli_keys import keys_cli
+from app._cli_live import parse_day, replay, retrain
 from app._cli_models import models_cli
 from app._cli_output import (
     console,
@@ -45,10 +46,20 @@ cli = typer.Typer(
 cli.add_typer(models_cli, name="models")
 cli.add_typer(keys_cli, name="keys")
 cli.command()(backtest)
+cli.command()(replay)
+cli.command()(retrain)
 
 MasterOption = Annotated[
     str | None,
     typer.Option("--master", help="Spark master: local[*], spark://host:7077, k8s://https://…"),
+]
+UntilOption = Annotated[
+    str | None,
+    typer.Option(
+        "--until",
+        metavar="DATE",
+        help="Ingest the days up to and including DATE (YYYY-MM-DD); later rows are left out.",
+    ),
 ]
 
 
@@ -72,13 +83,16 @@ def ingest(
     benchmark: Annotated[
         str | None, typer.Option(help="Ticker used as the market for beta (default SP500).")
     ] = None,
+    until: UntilOption = None,
 ) -> None:
     """Read, validate and quarantine prices; write data/raw/."""
     from training.ingest import run_ingest
 
     settings = get_settings()
+    until_day = None if until is None else parse_day(until, "--until")
     report = run_step(
-        "ingest", lambda: run_ingest(settings.raw_dir, settings.ingest, source, benchmark)
+        "ingest",
+        lambda: run_ingest(settings.raw_dir, settings.ingest, source, benchmark, until_day),
     )
     print_ingest(
         report.manifest, report.quarantine_reasons, report.quality_summary, report.output_dir
@@ -111,19 +125,23 @@ def pipeline(
     if_missing: Annotated[
         bool, typer.Option("--if-missing", help="Do nothing when a model version already exists.")
     ] = False,
+    until: UntilOption = None,
 ) -> None:
     """Ingest the embedded data, compute features and train, in order."""
     from training.ingest import run_ingest
     from training.model_store import list_versions
 
     settings = _settings_with_master(master)
+    until_day = None if until is None else parse_day(until, "--until")
     existing = list_versions(settings.models_dir / settings.model_name)
     if if_missing and existing:
         console.print(
             f"model {settings.model_name} version {existing[-1]} exists; pipeline skipped"
         )
         return
-    report = run_step("ingest", lambda: run_ingest(settings.raw_dir, settings.ingest))
+    report = run_step(
+        "ingest", lambda: run_ingest(settings.raw_dir, settings.ingest, until=until_day)
+    )
     print_ingest(
         report.manifest, report.quarantine_reasons, report.quality_summary, report.output_dir
     )

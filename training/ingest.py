@@ -5,14 +5,19 @@ Outputs under ``output_dir`` (``data/raw/`` by default), each written atomically
 - ``prices.parquet``: the validated long prices (see :mod:`training.schema`);
 - ``quarantine.csv``: every rejected row, as the file spelled it, with its reason;
 - ``quality.json``: stale stretches and implausible jumps (kept, but flagged);
-- ``manifest.json``: source, input and output SHA-256, rows, tickers, date range.
+- ``manifest.json``: source, input and output SHA-256, rows, tickers, date range, and
+  the ``until`` cut-off when one was given.
+
+``until`` builds the data as it stood at the end of that day: rows dated after it are
+left out before validation (neither kept nor quarantined), so a later date can arrive
+afterwards as live data (``quantserve replay``, ``quantserve stream``).
 """
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +63,7 @@ def run_ingest(
     config: IngestConfig,
     source: Path | None = None,
     benchmark: str | None = None,
+    until: date | None = None,
 ) -> IngestReport:
     """Ingest the embedded data set (``source=None``) or a user's price file.
 
@@ -72,10 +78,20 @@ def run_ingest(
     benchmark
         The ticker used as the market in features (the embedded set uses ``SP500``);
         ``None`` for a user file means an equal-weighted market proxy.
+    until
+        The last day to ingest (inclusive); rows dated after it are left out. It must
+        lie within the input's dates.
+
+    Raises
+    ------
+    DataError
+        If no valid row is left, the benchmark is not among the tickers, or ``until``
+        lies outside the input's dates.
     """
     raw = read_embedded() if source is None else read_price_file(source, benchmark)
     benchmark = benchmark or raw.benchmark
-    result = validate_prices(raw.rows, config.min_history_days)
+    rows, rows_after_until = (raw.rows, 0) if until is None else _cut_at(raw, until)
+    result = validate_prices(rows, config.min_history_days)
     clean = result.clean
     if clean.empty:
         raise DataError(
@@ -103,6 +119,8 @@ def run_ingest(
     manifest["empty_wide_cells"] = raw.empty_wide_cells
     manifest["quarantine_reasons"] = result.reasons()
     manifest["quality_summary"] = quality["summary"]
+    manifest["until"] = None if until is None else until.isoformat()
+    manifest["rows_after_until"] = rows_after_until
     atomic_write_json(output_dir / MANIFEST_FILE, manifest)
     return IngestReport(
         manifest=manifest,
@@ -110,6 +128,30 @@ def run_ingest(
         quality_summary=quality["summary"],
         output_dir=output_dir,
     )
+
+
+def _cut_at(raw: RawPrices, until: date) -> tuple[pd.DataFrame, int]:
+    """The raw rows dated on or before ``until``, and how many were dated after it.
+
+    Every date shape validation accepts starts with ``YYYY-MM-DD``, so the first ten
+    characters order rows by day. A row whose text does not start with a date is kept:
+    validation quarantines it with its reason.
+    """
+    day = raw.rows["date"].str.strip().str.slice(0, 10)
+    iso = day.str.fullmatch(_ISO_DAY).fillna(False).astype(bool)
+    days = pd.to_datetime(day.where(iso), errors="coerce", format="%Y-%m-%d")
+    if days.isna().all():
+        raise DataError(f"{raw.source} holds no ISO dates (YYYY-MM-DD) to cut at {until}")
+    first, last = days.min().date(), days.max().date()
+    if not first <= until <= last:
+        raise DataError(
+            f"--until {until} is outside the data's dates {first}..{last}; pass a day within them"
+        )
+    after = (days > pd.Timestamp(until)).fillna(False).astype(bool)
+    return raw.rows[~after], int(after.sum())
+
+
+_ISO_DAY = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
 
 
 def _parquet_bytes(clean: pd.DataFrame) -> bytes:

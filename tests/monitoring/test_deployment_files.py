@@ -131,18 +131,19 @@ def test_service_hpa_claims_and_config_refer_to_what_exists() -> None:
             assert container["envFrom"] == [{"configMapRef": {"name": config["metadata"]["name"]}}]
 
 
-def test_the_cronjob_runs_the_pipeline_with_spark_submit_on_a_cluster() -> None:
+def test_the_cronjob_retrains_only_when_due_with_the_data_read_only() -> None:
     cronjob = _one("CronJob")
     assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
-    (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
-    command = container["command"]
-    assert command[0] == "spark-submit"
-    master = command[command.index("--master") + 1]
-    assert master == "$(QUANTSERVE_SPARK__MASTER)"
-    assert _one("ConfigMap")["data"]["QUANTSERVE_SPARK__MASTER"].startswith("spark://")
-    assert "spark.driver.host=$(POD_IP)" in command
-    assert command[-1] == "/app/deploy/spark/pipeline.py"
-    assert (REPO / "deploy" / "spark" / "pipeline.py").is_file()
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert container["command"] == ["quantserve", "retrain", "--if-due"]
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert pod["spec"]["securityContext"]["runAsUser"] == 10001
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/app/data"]["readOnly"] is True
+    assert mounts["/app/models"].get("readOnly", False) is False  # new versions, the registry
 
 
 def _check_jsonschema(schema: str, path: Path) -> subprocess.CompletedProcess[str]:
