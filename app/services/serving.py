@@ -104,12 +104,13 @@ def build_serving_state(
     a second. Raises whatever the load raised (``ArtifactNotFound``, a TensorFlow error
     for a corrupt SavedModel) or ``ModelVerificationFailed``.
     """
+    # The model first: a version that cannot load is reported as such, features or not.
+    loaded = model or load_model(settings.models_dir, settings.model_name, version)
     store = store if store is not None else FeatureStore.load(settings.features_dir)
     if model is not None:
         verify_model(model, store)
         timed = model if isinstance(model, _TimedModel) else _timed(model, metrics)
     else:
-        loaded = load_model(settings.models_dir, settings.model_name, version)
         verify_model(loaded, store)
         if settings.batching.xla:
             loaded = compile_model(loaded, store, settings.batching.allowed_batch_sizes)
