@@ -127,7 +127,12 @@ def training_data_end(metadata: Mapping[str, Any]) -> date | None:
     data_range = (metadata.get("data") or {}).get("data_date_range")
     if data_range:
         return date.fromisoformat(data_range[1])
-    periods = [period for period in (metadata.get("split") or {}).values() if period]
+    # Periods are [start, end] pairs; the split also holds counts (gap_trading_days).
+    periods = [
+        period
+        for period in (metadata.get("split") or {}).values()
+        if isinstance(period, list | tuple) and len(period) == 2
+    ]
     if not periods:
         return None
     return max(date.fromisoformat(period[1]) for period in periods)

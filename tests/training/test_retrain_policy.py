@@ -121,6 +121,7 @@ def test_the_training_data_end_comes_from_the_metadata() -> None:
         "train": ["2000-01-03", "2015-06-30"],
         "validation": ["2015-08-03", "2019-11-28"],
         "holdout": ["2020-01-03", "2022-10-27"],
+        "gap_trading_days": 21,  # as metadata.json records it beside the periods
     }
     data = {"data_date_range": ["1990-01-02", "2022-11-28"]}
     assert training_data_end({"split": split, "data": data}) == date(2022, 11, 28)
