@@ -3,8 +3,10 @@
 At training time each feature's distribution over the training split is summarised
 as decile bins: the interior bin edges (quantiles of the training values) and the
 share of training values in each bin. The summary is written beside the model, in
-``drift_reference.json``. At serving time the latest feature rows are binned on the
-same edges and compared with the population stability index::
+``drift_reference.json``. At serving time the live feature rows (those dated after the
+model's training data once ``MIN_NEW_DAYS`` trading days of them exist, else the latest
+``LIVE_WINDOW_DAYS``) are binned on the same edges and compared with the population
+stability index::
 
     PSI = sum_i (live_i - reference_i) * ln(live_i / reference_i)
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any, Final
 
@@ -38,6 +41,11 @@ SHARE_FLOOR: Final = 1e-4
 LIVE_WINDOW_DAYS: Final = 63
 # Fewer finite live values than this and a feature's PSI is too noisy to report.
 MIN_LIVE_VALUES: Final = 50
+# Trading days of rows dated after a model's training data needed before its drift is
+# measured on them alone (``rows_after``) rather than on the latest ``LIVE_WINDOW_DAYS``:
+# about a month of every ticker. Fewer days are mostly the same few market moves, and
+# the slow features (63- and 252-day windows) have barely moved yet.
+MIN_NEW_DAYS: Final = 20
 
 
 @dataclass(frozen=True)
@@ -140,6 +148,12 @@ def latest_rows(features: pd.DataFrame, days: int = LIVE_WINDOW_DAYS) -> pd.Data
         return features.iloc[0:0]
     recent: pd.DataFrame = features[features[schema.DATE] >= dates[max(dates.size - days, 0)]]
     return recent
+
+
+def rows_after(features: pd.DataFrame, day: date) -> pd.DataFrame:
+    """The feature rows dated after ``day``, e.g. those that arrived after a model's data."""
+    new: pd.DataFrame = features[features[schema.DATE] > pd.Timestamp(day)]
+    return new
 
 
 def feature_drift(

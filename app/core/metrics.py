@@ -11,12 +11,14 @@ workers, and each gauge says how its workers' values combine (``multiprocess_mod
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from app.core.http_metrics import install_http_metrics
+from training.drift import MIN_NEW_DAYS
 
 # Fine enough to read a millisecond p99, wide enough for a cold optimizer solve.
 LATENCY_BUCKETS_SECONDS = (
@@ -38,6 +40,11 @@ LATENCY_BUCKETS_SECONDS = (
     5.0,
     10.0,
 )
+
+# From a bar's arrival to serving the features built from it: the stream's trigger,
+# the feature job, the server's poll (lifecycle.poll_interval_seconds, 10 s by default)
+# and the reload (load, verify, forecast). Half a second to ten minutes.
+SERVING_LAG_BUCKETS_SECONDS = (0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
 # Why a model failed to load (the ``reason`` label of the load-failure counter).
 LOAD_FAILURE_REASONS = ("missing", "features", "invalid", "error")
@@ -85,6 +92,68 @@ class _LabelledSolve:
     def observe(self, seconds: float) -> None:
         self._seconds.observe(seconds)
         self._outcomes.inc()
+
+
+class FeatureFreshnessMetrics:
+    """When the served features' newest bar arrived, and how long it took to serve them.
+
+    :meth:`served` is called each time the server publishes a serving state. The lag
+    from a bar's arrival to this process serving it is observed once per arrival (a
+    reload that brings no newer bar, such as a new model version, observes nothing),
+    and only for bars that arrived after this process started: the lag of a table that
+    was already there at start would measure the restart, not the pipeline.
+    """
+
+    def __init__(self, registry: CollectorRegistry, started_at: float | None = None) -> None:
+        # When this process started: its metrics are made before it loads anything.
+        self.started_at = time.time() if started_at is None else started_at
+        self.last_bar_arrival = Gauge(
+            "quantserve_features_last_bar_arrival_timestamp_seconds",
+            "When the newest bar of the served features arrived (the features manifest's "
+            "last_bar_arrived_at, or its created_at for a table the batch pipeline wrote); "
+            "the stalest live worker.",
+            ["model"],
+            registry=registry,
+            multiprocess_mode="livemin",
+        )
+        self.serving_lag = Histogram(
+            "quantserve_features_serving_lag_seconds",
+            "From a bar's arrival to this worker serving the features built from it; one "
+            "observation per worker and arrival.",
+            ["model"],
+            buckets=SERVING_LAG_BUCKETS_SECONDS,
+            registry=registry,
+        )
+        self.last_serving_lag = Gauge(
+            "quantserve_features_last_serving_lag_seconds",
+            "The serving lag of the newest bar that arrived while the server ran (the "
+            "slowest live worker).",
+            ["model"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self._last_arrival: float | None = None
+
+    def served(self, model: str, arrived_at: float, served_at: float) -> float | None:
+        """Record that ``model`` now serves features whose newest bar arrived at ``arrived_at``.
+
+        Both times are Unix seconds. Returns the lag it observed, None when it observed
+        none (the same arrival as before, or one from before this process started).
+        """
+        self.last_bar_arrival.labels(model).set(arrived_at)
+        # Declared at 0 from the first state served, so that a first slow arrival is an
+        # increase for the alert on it.
+        histogram = self.serving_lag.labels(model)
+        if arrived_at == self._last_arrival:
+            return None
+        self._last_arrival = arrived_at
+        if arrived_at < self.started_at:
+            return None
+        # Clocks of other hosts can run a little ahead: never a negative lag.
+        lag = max(served_at - arrived_at, 0.0)
+        histogram.observe(lag)
+        self.last_serving_lag.labels(model).set(lag)
+        return lag
 
 
 class ServiceMetrics:
@@ -200,16 +269,33 @@ class ServiceMetrics:
         )
         self.model_data_cutoff = Gauge(
             "quantserve_model_data_cutoff_timestamp_seconds",
-            "Latest date of the features the serving model forecasts from (00:00 UTC).",
+            "Latest date of the features the serving model forecasts from, the data's as-of "
+            "date (00:00 UTC); years back while historical bars are replayed.",
             ["model"],
             registry=registry,
             multiprocess_mode="livemostrecent",
         )
+        self.features = FeatureFreshnessMetrics(registry)
         self.feature_drift = Gauge(
             "quantserve_feature_drift_psi",
-            "Population stability index of each feature's latest rows against the "
-            "training split (>0.25: a large shift).",
+            "Population stability index of each feature's live rows against the training "
+            "split (>0.25: a large shift): the rows dated after the model's training data "
+            f"once {MIN_NEW_DAYS} trading days of them exist, else the latest quarter.",
             ["feature"],
+            registry=registry,
+            multiprocess_mode="livemostrecent",
+        )
+        self.feature_drift_rows = Gauge(
+            "quantserve_feature_drift_rows",
+            "Feature rows (dates x tickers) the drift PSI was computed on.",
+            registry=registry,
+            multiprocess_mode="livemostrecent",
+        )
+        self.feature_drift_new_rows = Gauge(
+            "quantserve_feature_drift_new_rows",
+            "How many of those rows are dated after the serving model's training data: all "
+            "of them when the PSI is on the newly arrived data, 0 while it is on the latest "
+            f"quarter (fewer than {MIN_NEW_DAYS} trading days have arrived).",
             registry=registry,
             multiprocess_mode="livemostrecent",
         )

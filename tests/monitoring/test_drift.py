@@ -1,25 +1,37 @@
-"""Feature drift: the PSI formula, and a reference fitted on the training split only."""
+"""Feature drift: the PSI formula, a reference fitted on the training split only, and the
+live rows the server compares with it: the newly arrived ones once there are enough."""
 
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from app.services.feature_store import FeatureStore
+from app.services.model_registry import LoadedModel
+from app.services.monitoring import serving_drift
+from tests.conftest import PIPELINE_TICKERS
 from training import schema
 from training.drift import (
+    MIN_NEW_DAYS,
     SHARE_FLOOR,
     BinnedDistribution,
     feature_drift,
     latest_rows,
     population_stability_index,
     read_drift_reference,
+    rows_after,
 )
 from training.errors import DataError
 from training.features import load_features
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 
 def _psi_by_hand(expected: np.ndarray, actual: np.ndarray) -> float:
@@ -118,3 +130,90 @@ def test_the_reference_is_fitted_on_the_training_split_only(pipeline_dir: Path) 
         # The whole table (validation dates included) bins differently.
         everything = BinnedDistribution.from_values(table[feature].to_numpy(dtype=np.float32))
         assert everything.edges != fitted.edges, feature
+
+
+@pytest.fixture(scope="module")
+def features_into_2019(
+    spark: SparkSession, tmp_path_factory: pytest.TempPathFactory
+) -> pd.DataFrame:
+    """The pipeline's tickers and index from 2015 to mid-2019, through ingest and Spark.
+
+    The same data as the session's ``pipeline_dir`` (whose model's data ends on
+    2018-12-31) and half a year more: the bars that arrived after the model was trained.
+    """
+    from training.config import IngestConfig
+    from training.features import load_features, run_features_job
+    from training.ingest import run_ingest
+    from training.sources import embedded_dataset_files
+
+    root = tmp_path_factory.mktemp("into-2019")
+    stocks_path, index_path = embedded_dataset_files()
+    wide = pd.read_csv(stocks_path)[["Date", *PIPELINE_TICKERS]].merge(
+        pd.read_csv(index_path), on="Date"
+    )
+    wide = wide[(wide["Date"] >= "2015-01-01") & (wide["Date"] <= "2019-06-28")]
+    wide.to_csv(root / "slice.csv", index=False)
+    report = run_ingest(root / "raw", IngestConfig(), source=root / "slice.csv", benchmark="SP500")
+    run_features_job(
+        spark,
+        root / "raw" / "prices.parquet",
+        root / "features",
+        benchmark="SP500",
+        input_manifest_sha256=report.manifest["prices_sha256"],
+    )
+    return load_features(root / "features")
+
+
+def _serving_model(pipeline_dir: Path) -> LoadedModel:
+    version = pipeline_dir / "models" / "forecaster" / "1"
+    metadata = json.loads((version / "metadata.json").read_text())
+    # The drift needs the version's folder and metadata, not its SavedModel.
+    return LoadedModel(
+        name="forecaster", version=1, path=version, metadata=metadata, saved_model=None
+    )
+
+
+@pytest.mark.slow
+def test_the_server_measures_drift_on_the_rows_after_the_model_s_data(
+    pipeline_dir: Path, features_into_2019: pd.DataFrame
+) -> None:
+    model = _serving_model(pipeline_dir)
+    assert model.metadata["data"]["data_date_range"][1] == "2018-12-31"
+    reference = read_drift_reference(model.path)
+    assert reference is not None
+    table = features_into_2019
+    assert table[schema.DATE].max() == pd.Timestamp("2019-06-28")
+
+    measured = serving_drift(model, FeatureStore(table=table, path=Path("unused")))
+
+    arrived = table[table[schema.DATE] > pd.Timestamp("2018-12-31")]
+    assert arrived[schema.DATE].nunique() == 124  # Jan to Jun 2019, all five tickers
+    assert measured.rows == measured.new_rows == len(arrived) == 124 * len(PIPELINE_TICKERS)
+    assert measured.psi == feature_drift(reference, arrived)
+    # Not what the latest quarter (April to June) reads.
+    assert measured.psi != feature_drift(reference, latest_rows(table))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("last_day", "new_days"), [("2019-01-30", 20), ("2019-01-29", 19)])
+def test_until_enough_rows_have_arrived_the_latest_quarter_is_measured(
+    pipeline_dir: Path, features_into_2019: pd.DataFrame, last_day: str, new_days: int
+) -> None:
+    model = _serving_model(pipeline_dir)
+    reference = read_drift_reference(model.path)
+    assert reference is not None
+    table = features_into_2019[features_into_2019[schema.DATE] <= pd.Timestamp(last_day)]
+    arrived = rows_after(table, date(2018, 12, 31))
+    assert arrived[schema.DATE].nunique() == new_days  # 21 January 2019 was a holiday
+
+    measured = serving_drift(model, FeatureStore(table=table, path=Path("unused")))
+
+    if new_days >= MIN_NEW_DAYS:
+        assert (measured.rows, measured.new_rows) == (len(arrived), len(arrived))
+        assert measured.psi == feature_drift(reference, arrived)
+    else:
+        quarter = latest_rows(table)
+        assert (measured.rows, measured.new_rows) == (len(quarter), 0)
+        assert measured.psi == feature_drift(reference, quarter)
+        # The quarter reaches back into the model's own data.
+        assert quarter[schema.DATE].min() < pd.Timestamp("2018-12-31")

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.core.config import Settings
 from app.main import create_app
+from tests.training.synthetic import synthetic_features, write_feature_table
 
 REPO = Path(__file__).resolve().parents[2]
 FORBIDDEN_LABELS = {"ticker", "tickers", "request_id", "key", "api_key", "path", "client", "user"}
@@ -72,6 +73,8 @@ def test_a_model_that_fails_to_load_is_counted_and_not_ready(tmp_path: Path) -> 
     version.mkdir(parents=True)
     (version / "metadata.json").write_text("{}")
     (version / "saved_model.pb").write_bytes(b"not a SavedModel")
+    # Readable features: the feature table is read first, so the failure is the model's.
+    write_feature_table(synthetic_features(n_days=40), tmp_path / "data" / "features")
     settings = Settings(
         environment="test", data_dir=tmp_path / "data", models_dir=tmp_path / "models"
     )
@@ -100,6 +103,7 @@ WORKER = textwrap.dedent(
     from app.services.monitoring import MonitoringFacts, PipelineRun, publish
 
     ready, psi = sys.argv[1] == "ready", float(sys.argv[2])
+    arrived_at, lag = float(sys.argv[3]), float(sys.argv[4])
     model = LoadedModel(
         name="forecaster", version=3, path=Path("/nowhere"), metadata={}, saved_model=None
     )
@@ -115,6 +119,9 @@ WORKER = textwrap.dedent(
         ),
     )
     metrics.model_inference_seconds.labels("forecaster", "3").observe(0.002)
+    # A bar that arrived after the worker started, served `lag` seconds later.
+    metrics.features.started_at = 0.0
+    metrics.features.served("forecaster", arrived_at, served_at=arrived_at + lag)
     metrics.optimizer_solve_seconds.labels("min_variance", "optimal").observe(0.01)
     """
 )
@@ -123,9 +130,11 @@ WORKER = textwrap.dedent(
 def test_several_workers_combine_into_one_consistent_exposition(tmp_path: Path) -> None:
     env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PYTHONPATH": str(REPO)}
     pids = []
-    for ready, psi in (("ready", "0.1"), ("not-ready", "0.4")):  # in this order
+    # The second worker still serves an older bar (60 s older), which took it longer.
+    workers = (("ready", "0.1", "1767650060", "4.0"), ("not-ready", "0.4", "1767650000", "30.0"))
+    for args in workers:  # in this order
         worker = subprocess.run(
-            [sys.executable, "-c", f"{WORKER}\nprint(__import__('os').getpid())", ready, psi],
+            [sys.executable, "-c", f"{WORKER}\nprint(__import__('os').getpid())", *args],
             env=env,
             capture_output=True,
             text=True,
@@ -153,6 +162,13 @@ def test_several_workers_combine_into_one_consistent_exposition(tmp_path: Path) 
     assert text.count("quantserve_feature_drift_psi{") == 1
     assert 'quantserve_pipeline_quarantined_rows{step="ingest"} 5.0' in text
     assert text.count("quantserve_model_data_cutoff_timestamp_seconds{") == 1
+    # Freshness: the stalest worker's arrival, the slowest worker's lag, every observation.
+    arrival = "quantserve_features_last_bar_arrival_timestamp_seconds"
+    assert f'{arrival}{{model="forecaster"}} 1.76765e+09' in text
+    assert 'quantserve_features_last_serving_lag_seconds{model="forecaster"} 30.0' in text
+    assert 'quantserve_features_serving_lag_seconds_count{model="forecaster"} 2.0' in text
+    assert 'quantserve_features_serving_lag_seconds_sum{model="forecaster"} 34.0' in text
+    assert 'quantserve_features_serving_lag_seconds_bucket{le="5.0",model="forecaster"} 1.0' in text
 
     # gunicorn's child_exit hook: a worker that exited no longer counts in live gauges.
     mark_process_dead(pids[1], str(tmp_path))
@@ -160,6 +176,9 @@ def test_several_workers_combine_into_one_consistent_exposition(tmp_path: Path) 
     assert "quantserve_model_ready 1.0" in text
     assert 'quantserve_feature_drift_psi{feature="rsi_14d"} 0.1' in text
     assert 'quantserve_model_inference_seconds_count{model="forecaster",version="3"} 2.0' in text
+    assert f'{arrival}{{model="forecaster"}} 1.76765006e+09' in text
+    assert 'quantserve_features_last_serving_lag_seconds{model="forecaster"} 4.0' in text
+    assert 'quantserve_features_serving_lag_seconds_count{model="forecaster"} 2.0' in text
 
 
 def test_without_multiprocess_dir_each_app_counts_on_its_own_registry(tmp_path: Path) -> None:

@@ -36,9 +36,21 @@ def promtool() -> str:
 
 
 def _run(promtool: str, *args: str) -> subprocess.CompletedProcess[str]:
+    # The bar-arrival tests make promtool evaluate every rule each minute over five days
+    # (about 15 s of CPU): the timeout leaves room for a busy machine.
     return subprocess.run(
-        [promtool, *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=120
+        [promtool, *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=600
     )
+
+
+def _tests_named(prefix: str) -> dict[str, Any]:
+    """The rule tests file with only its test groups whose name starts with ``prefix``."""
+    loaded: dict[str, Any] = yaml.safe_load(
+        (PROMETHEUS / "tests" / "quantserve-alerts.test.yml").read_text()
+    )
+    loaded["tests"] = [t for t in loaded["tests"] if t["name"].startswith(prefix)]
+    assert loaded["tests"], prefix
+    return loaded
 
 
 def test_promtool_accepts_the_configuration_and_its_rules(promtool: str) -> None:
@@ -58,7 +70,7 @@ def test_promtool_rejects_a_rule_test_that_expects_the_wrong_alert(
 ) -> None:
     # The unit tests can fail: the same test expecting the drift alert on rsi_14d,
     # whose PSI of 0.1 is under the threshold, does.
-    text = (PROMETHEUS / "tests" / "quantserve-alerts.test.yml").read_text()
+    text = yaml.safe_dump(_tests_named("a PSI above 0.25"), sort_keys=False)
     wrong = text.replace("feature: realized_vol_21d", "feature: rsi_14d")
     assert wrong != text
     broken = tmp_path / "broken.test.yml"
@@ -66,6 +78,32 @@ def test_promtool_rejects_a_rule_test_that_expects_the_wrong_alert(
     result = _run(promtool, "test", "rules", str(broken))
     assert result.returncode != 0
     assert "QuantserveFeatureDrift" in result.stdout + result.stderr
+
+
+def test_a_bar_threshold_blind_to_weekdays_fails_the_weekend_tests(
+    promtool: str, tmp_path: Path
+) -> None:
+    # The same 2.5 days after every bar, whatever its weekday: Friday's bar followed by
+    # Monday's fires over the weekend, which the tests forbid.
+    rules = yaml.safe_load((PROMETHEUS / "rules" / "quantserve-alerts.yml").read_text())
+    (stale,) = [
+        rule
+        for group in rules["groups"]
+        for rule in group["rules"]
+        if rule.get("alert") == "QuantserveModelDataStale"
+    ]
+    assert "day_of_week(" in stale["expr"]
+    stale["expr"] = "time() - quantserve_features_last_bar_arrival_timestamp_seconds > 2.5 * 86400"
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules, sort_keys=False))
+    tests = _tests_named("bars each trading day")
+    tests["rule_files"] = [str(tmp_path / "rules.yml")]
+    (tmp_path / "bars.test.yml").write_text(yaml.safe_dump(tests, sort_keys=False))
+    result = _run(promtool, "test", "rules", str(tmp_path / "bars.test.yml"))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    # Monday 21:59 (4d21h59m on the test clock): api-b's Friday bar, 2 days 23:59 old, fires.
+    monday = output.split("alertname: QuantserveModelDataStale, time: 4d21h59m,")[1]
+    assert 'instance="api-b:8000"' in monday.split("name:")[0], output
 
 
 def _alerts() -> dict[str, dict[str, Any]]:
@@ -92,6 +130,7 @@ def test_every_alert_has_a_unit_test_and_the_issue_s_alerts_exist() -> None:
         "QuantserveHighErrorRatio",
         "QuantserveLatencyP99High",
         "QuantserveModelDataStale",
+        "QuantserveFeaturesServedLate",
         "QuantserveModelLoadFailed",
         "QuantserveOptimizerFailureRate",
         "QuantserveFeatureDrift",
