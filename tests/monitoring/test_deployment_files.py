@@ -38,8 +38,15 @@ def _manifests() -> list[dict[str, Any]]:
     ]
 
 
-def _one(kind: str) -> dict[str, Any]:
-    (found,) = [m for m in _manifests() if m["kind"] == kind]
+def _one(kind: str, name: str | None = None) -> dict[str, Any]:
+    """The one manifest of ``kind`` (named ``name``; the API's Deployment by default)."""
+    if name is None and kind == "Deployment":
+        name = "quantserve-api"
+    (found,) = [
+        m
+        for m in _manifests()
+        if m["kind"] == kind and (name is None or m["metadata"]["name"] == name)
+    ]
     return found
 
 
@@ -52,6 +59,7 @@ def test_the_kustomization_lists_every_manifest() -> None:
         [
             "ConfigMap",
             "CronJob",
+            "Deployment",
             "Deployment",
             "HorizontalPodAutoscaler",
             "PersistentVolumeClaim",
@@ -146,6 +154,17 @@ def test_the_cronjob_retrains_only_when_due_with_the_data_read_only() -> None:
     assert mounts["/app/models"].get("readOnly", False) is False  # new versions, the registry
 
 
+def test_the_stream_is_one_writer_of_the_data_volume() -> None:
+    stream = _one("Deployment", "quantserve-stream")
+    assert stream["spec"]["replicas"] == 1
+    assert stream["spec"]["strategy"]["type"] == "Recreate"  # never two writers at once
+    (container,) = stream["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["quantserve", "stream"]
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/app/data"].get("readOnly", False) is False
+    assert stream["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
 def _check_jsonschema(schema: str, path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, str(path)],
@@ -166,7 +185,9 @@ def test_compose_matches_the_compose_specification(tmp_path: Path) -> None:
 def test_compose_runs_the_pipeline_once_then_the_api_prometheus_and_grafana() -> None:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"pipeline", "api", "prometheus", "grafana"}
+    assert set(services) == {"pipeline", "stream", "api", "prometheus", "grafana"}
+    assert services["stream"]["command"] == ["quantserve", "stream"]
+    assert "data:/app/data" in services["stream"]["volumes"]  # the one writer of data/
     assert services["pipeline"]["restart"] == "no"
     assert services["pipeline"]["command"][:2] == ["quantserve", "pipeline"]
     assert services["api"]["depends_on"]["pipeline"] == {
