@@ -35,7 +35,14 @@ from training._feature_columns import (
 )
 from training._io import atomic_directory, atomic_write_json
 from training.errors import ArtifactNotFound, DataError
-from training.feature_table import OUTPUT_COLUMNS, load_features, summarise_written
+from training.feature_table import (
+    MANIFEST_NAME,
+    OUTPUT_COLUMNS,
+    load_features,
+    next_version,
+    read_manifest,
+    summarise_written,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -50,8 +57,9 @@ __all__ = [
     "write_features",
 ]
 
-MANIFEST_NAME: Final = "_manifest.json"
-"""Written inside the features directory; Spark and pyarrow skip files starting with ``_``."""
+
+_ROWS_PER_PARTITION: Final = 20_000
+"""Fewest price rows worth a partition of their own in the window stage."""
 
 
 def compute_features(prices: DataFrame, benchmark: str | None) -> DataFrame:
@@ -68,7 +76,8 @@ def compute_features(prices: DataFrame, benchmark: str | None) -> DataFrame:
         is joined on date for ``beta_252d`` and its own rows are left out of the
         output. With ``None``, ``r_m`` is the equal-weighted average of the daily log
         returns of all tickers that have one on that date (a market proxy built from
-        same-day data only, so it adds no look-ahead).
+        same-day data only, so it adds no look-ahead), summed in ticker order so that
+        its bits do not depend on how Spark partitions the data.
 
     Returns
     -------
@@ -99,12 +108,15 @@ def compute_features(prices: DataFrame, benchmark: str | None) -> DataFrame:
     from pyspark.sql import Window
     from pyspark.sql import functions as sf
 
-    prices = _validated(prices, benchmark)
+    prices, rows = _validated(prices, benchmark)
     # Every window is partitioned by ticker, so the tickers are split once, into ranges
     # of about equal row counts. Hash partitioning left it to adaptive execution, which
     # merges a table this small into one partition: the window work (~30 s of CPU on the
     # embedded data, most of it beta's 252-row frames) then ran on one core.
     partitions = int(prices.sparkSession.conf.get("spark.sql.shuffle.partitions") or 8)
+    # A slice of a few thousand rows (an incremental update) gains nothing from more
+    # partitions but their tasks' start-up cost.
+    partitions = max(1, min(partitions, -(-rows // _ROWS_PER_PARTITION)))
     prices = prices.repartitionByRange(partitions, schema.TICKER)
     by_ticker = Window.partitionBy(schema.TICKER).orderBy(schema.DATE)
     previous_close = sf.lag(schema.CLOSE, 1).over(by_ticker)
@@ -116,7 +128,7 @@ def compute_features(prices: DataFrame, benchmark: str | None) -> DataFrame:
     )
     if benchmark is None:
         stocks = with_returns
-        market = with_returns.groupBy(schema.DATE).agg(sf.avg(LOG_RETURN).alias(MARKET_LOG_RETURN))
+        market = _equal_weighted_market(with_returns)
     else:
         is_benchmark = sf.col(schema.TICKER) == sf.lit(benchmark)
         stocks = with_returns.filter(~is_benchmark)
@@ -170,8 +182,10 @@ def write_features(
         The manifest as written: ``rows``, ``tickers`` (sorted), ``start_date`` and
         ``end_date`` (ISO dates), ``years``, ``feature_columns``, ``target_columns``,
         ``benchmark``, ``input_sha256``, ``spark_master``, ``spark_version``,
-        ``created_at`` (UTC, ISO 8601) and ``feature_code_version`` (first 12 hex
-        digits of the SHA-256 of this file), with the caller's other keys.
+        ``created_at`` (UTC, ISO 8601), ``feature_code_version`` (first 12 hex
+        digits of the SHA-256 of this file) and ``version`` (the replaced table's
+        version plus one, see :func:`training.feature_table.next_version`), with the
+        caller's other keys.
 
     Raises
     ------
@@ -185,6 +199,7 @@ def write_features(
         raise ValueError(f"files_per_year must be >= 1, got {files_per_year}")
     spark = features.sparkSession
     ordered = features.select(*OUTPUT_COLUMNS)
+    version = next_version(read_manifest(output_dir))
     with atomic_directory(output_dir) as staging:
         uri = staging.resolve().as_uri()  # file://: the swap below is a local rename
         (
@@ -209,6 +224,7 @@ def write_features(
             "spark_version": spark.version,
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "feature_code_version": feature_code_version(),
+            "version": version,
         }
         atomic_write_json(staging / MANIFEST_NAME, record)
     return record
@@ -278,8 +294,30 @@ def feature_code_version(files: Sequence[Path] = FEATURE_CODE_FILES) -> str:
     return digest.hexdigest()[:12]
 
 
-def _validated(prices: DataFrame, benchmark: str | None) -> DataFrame:
-    """Return ``date``, ``ticker``, ``close`` with their types; raise DataError if unusable."""
+def _equal_weighted_market(with_returns: DataFrame) -> DataFrame:
+    """Per date, the mean of the tickers' log returns, summed in ticker order.
+
+    ``avg`` would sum each partition's returns and then the partial sums; floating-point
+    addition is not associative, so its last bits would follow the partitions'
+    boundaries (set by the tickers' row counts and ``spark.sql.shuffle.partitions``),
+    and a table recomputed in part would differ from one recomputed in full.
+    """
+    from pyspark.sql import functions as sf
+
+    log_return = sf.col(LOG_RETURN)
+    returns = sf.array_sort(
+        sf.collect_list(sf.when(log_return.isNotNull(), sf.struct(schema.TICKER, LOG_RETURN)))
+    ).getField(LOG_RETURN)
+    total = sf.aggregate(returns, sf.lit(0.0), lambda acc, value: acc + value)
+    mean = sf.when(sf.size(returns) > 0, total / sf.size(returns))
+    return with_returns.groupBy(schema.DATE).agg(mean.alias(MARKET_LOG_RETURN))
+
+
+def _validated(prices: DataFrame, benchmark: str | None) -> tuple[DataFrame, int]:
+    """``date``, ``ticker``, ``close`` with their types, and the row count.
+
+    Raises DataError if the prices are unusable.
+    """
     from pyspark.sql import functions as sf
 
     missing = [c for c in (schema.DATE, schema.TICKER, schema.CLOSE) if c not in prices.columns]
@@ -325,4 +363,4 @@ def _validated(prices: DataFrame, benchmark: str | None) -> DataFrame:
         )
     if tickers == [benchmark]:
         raise DataError(f"the prices hold only the benchmark {benchmark!r}; nothing to compute")
-    return typed
+    return typed, sum(int(row["rows"]) for row in per_ticker)

@@ -618,3 +618,46 @@ def test_the_feature_code_version_covers_the_column_definitions(tmp_path: Path) 
         columns.read_bytes().replace(b"_RSI_DAYS: Final = 14", b"_RSI_DAYS: Final = 9")
     )
     assert features_module.feature_code_version(copies) != before
+
+
+def test_every_write_is_a_new_version(tmp_path: Path, synthetic_features: DataFrame) -> None:
+    output = tmp_path / "features"
+    assert write_features(synthetic_features, output, {})["version"] == 1
+    assert write_features(synthetic_features, output, {"version": 99})["version"] == 2
+    unversioned = json.loads((output / MANIFEST_NAME).read_text())
+    del unversioned["version"]
+    (output / MANIFEST_NAME).write_text(json.dumps(unversioned))
+
+    manifest = write_features(synthetic_features, output, {})
+
+    assert manifest["version"] == 2, "a table without a version counts as version 1"
+    assert json.loads((output / MANIFEST_NAME).read_text())["version"] == 2
+
+
+def test_market_proxy_does_not_depend_on_how_spark_splits_the_tickers(
+    spark: SparkSession, sp500_prices: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a benchmark, the features are the same bits whatever the partitioning.
+
+    Floating-point addition is not associative: an average summed per partition and then
+    across partitions changes in the last bits with the partitions' boundaries, which
+    the tickers' row counts and ``spark.sql.shuffle.partitions`` decide. An update that
+    recomputes a slice of the table would then differ from a full recomputation.
+    """
+    # Four tickers (the index as one more stock), one of them listed a year later.
+    late_listing = (sp500_prices["ticker"] == "JPM") & (sp500_prices["date"] < dt.date(2016, 1, 1))
+    stocks = sp500_prices[~late_listing]
+    # Let spark.sql.shuffle.partitions alone set the partitions, as on a large table.
+    monkeypatch.setattr(features_module, "_ROWS_PER_PARTITION", 1)
+    key = "spark.sql.shuffle.partitions"
+    configured = spark.conf.get(key) or "8"
+    results = []
+    try:
+        for partitions in ("1", "2", "4"):
+            spark.conf.set(key, partitions)
+            results.append(_features(spark, stocks, None))
+    finally:
+        spark.conf.set(key, configured)
+    assert results[0]["beta_252d"].notna().sum() > 0
+    for other in results[1:]:
+        pd.testing.assert_frame_equal(other, results[0], check_exact=True)
