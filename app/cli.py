@@ -33,6 +33,7 @@ from app._cli_steps import (
     promote_step,
     train_step,
 )
+from app._cli_stream import stream
 from app.core.config import Settings, get_settings
 
 __all__ = ["GUNICORN_CONFIG", "cli", "gunicorn_argv", "gunicorn_command", "main"]
@@ -48,6 +49,7 @@ cli.add_typer(keys_cli, name="keys")
 cli.command()(backtest)
 cli.command()(replay)
 cli.command()(retrain)
+cli.command()(stream)
 
 MasterOption = Annotated[
     str | None,

@@ -35,6 +35,8 @@ class ValidationResult:
     """``date`` (datetime64), ``ticker``, ``close`` (float64), ``volume`` (float64, NaN)."""
     quarantine: pd.DataFrame
     """Raw text of each rejected row plus ``reason``."""
+    origin: pd.DataFrame | None = None
+    """``source`` and ``source_row`` of each clean row, aligned with ``clean``."""
 
     def reasons(self) -> dict[str, int]:
         """Quarantined row counts by reason kind (the text before the first colon)."""
@@ -87,11 +89,16 @@ def validate_prices(raw: pd.DataFrame, min_history_days: int) -> ValidationResul
         )
 
     kept = reason.isna()
-    clean = typed[kept].sort_values([schema.TICKER, schema.DATE]).reset_index(drop=True)
+    clean = typed[kept].sort_values([schema.TICKER, schema.DATE])
+    origin = frame.loc[clean.index, ["source", "source_row"]].reset_index(drop=True)
     quarantine = frame.loc[~kept, list(QUARANTINE_COLUMNS[:-1])].assign(
         reason=reason[~kept].astype(str)
     )
-    return ValidationResult(clean=clean, quarantine=quarantine.reset_index(drop=True))
+    return ValidationResult(
+        clean=clean.reset_index(drop=True),
+        quarantine=quarantine.reset_index(drop=True),
+        origin=origin,
+    )
 
 
 _ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?)?$"
