@@ -114,6 +114,11 @@ bench-optimizer: install ## Optimizer: quantserve vs naive cvxpy vs skfolio, 20-
 bench-concurrency: install ## Optimizer: concurrent same-shape solves, 1 vs 2 vs 4 compiled copies (~2 min)
 	$(BIN)/python -m bench.concurrent_solves
 
+.PHONY: bench-stream
+bench-stream: install java ## Live data: a landed bar file to /v1/forecasts answering its day, 20 days (~4 min)
+	$(BIN)/quantserve pipeline --if-missing
+	$(BIN)/python -m bench.stream_latency
+
 .PHONY: bench-backtest
 bench-backtest: install ## Back-test: seconds per rebalance, quantserve vs cvxportfolio, 500 assets (~2 min)
 	$(BIN)/python -m bench.backtest
