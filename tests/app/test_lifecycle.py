@@ -291,7 +291,8 @@ def test_new_features_reuse_the_loaded_model_and_a_new_version_does_not(
 
     publish_version(root, root / "staged" / "2", 2)
     assert lifecycle.check().outcome is ReloadOutcome.SWAPPED
-    assert lifecycle.current.model is not None and lifecycle.current.model is not loaded
+    assert lifecycle.current.model is not None
+    assert lifecycle.current.model is not loaded
     assert lifecycle.current.model.version == 2
 
 
