@@ -80,3 +80,17 @@ def pipeline_dir(spark, tmp_path_factory: pytest.TempPathFactory) -> Path:
         quality_report=quality,
     )
     return root
+
+
+@pytest.fixture(scope="session")
+def prometheus_binary() -> str:
+    """Debian's prometheus server; a test that needs it is skipped, saying so, without it."""
+    import shutil
+
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip(
+            "prometheus is not installed, so the tests against a real Prometheus are skipped "
+            "(`make test` installs it when run as root: apt-get install prometheus)"
+        )
+    return binary

@@ -53,6 +53,7 @@ __all__ = [
     "compute_features",
     "feature_code_version",
     "load_features",
+    "provenance",
     "run_features_job",
     "write_features",
 ]
@@ -218,12 +219,7 @@ def write_features(
             "input_sha256": None,
             **manifest,
             **written,
-            "feature_columns": list(schema.FEATURE_COLUMNS),
-            "target_columns": list(schema.TARGET_COLUMNS),
-            "spark_master": spark.conf.get("spark.master", "unknown"),
-            "spark_version": spark.version,
-            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "feature_code_version": feature_code_version(),
+            **provenance(spark),
             "version": version,
         }
         atomic_write_json(staging / MANIFEST_NAME, record)
@@ -284,6 +280,18 @@ FEATURE_CODE_FILES: Final[tuple[Path, ...]] = (
     Path(__file__).with_name("_feature_columns.py"),
 )
 """The files whose code decides the features: this job and the column definitions."""
+
+
+def provenance(spark: SparkSession) -> dict[str, Any]:
+    """What every feature manifest records about how the table was made."""
+    return {
+        "feature_columns": list(schema.FEATURE_COLUMNS),
+        "target_columns": list(schema.TARGET_COLUMNS),
+        "spark_master": spark.conf.get("spark.master", "unknown"),
+        "spark_version": spark.version,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "feature_code_version": feature_code_version(),
+    }
 
 
 def feature_code_version(files: Sequence[Path] = FEATURE_CODE_FILES) -> str:

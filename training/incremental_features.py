@@ -62,7 +62,12 @@ from training.feature_table import (
     stored_keys,
     summarise_written,
 )
-from training.features import compute_features, feature_code_version, write_features
+from training.features import (
+    compute_features,
+    feature_code_version,
+    provenance,
+    write_features,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -178,12 +183,7 @@ def update_features(
             **caller,
             **written,
             "benchmark": benchmark,
-            "feature_columns": list(schema.FEATURE_COLUMNS),
-            "target_columns": list(schema.TARGET_COLUMNS),
-            "spark_master": spark.conf.get("spark.master", "unknown"),
-            "spark_version": spark.version,
-            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "feature_code_version": feature_code_version(),
+            **provenance(spark),
             "version": next_version(previous),
             "incremental": {
                 "changed_from": changed.date().isoformat(),

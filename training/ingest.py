@@ -38,7 +38,7 @@ QUARANTINE_FILE = "quarantine.csv"
 QUALITY_FILE = "quality.json"
 MANIFEST_FILE = "manifest.json"
 
-_PRICES_SCHEMA = pa.schema(
+PRICES_SCHEMA = pa.schema(
     [
         pa.field(schema.DATE, pa.date32(), nullable=False),
         pa.field(schema.TICKER, pa.string(), nullable=False),
@@ -157,7 +157,7 @@ _ISO_DAY = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
 def _parquet_bytes(clean: pd.DataFrame) -> bytes:
     table = pa.Table.from_pandas(
         clean.assign(**{schema.DATE: clean[schema.DATE].dt.date}),
-        schema=_PRICES_SCHEMA,
+        schema=PRICES_SCHEMA,
         preserve_index=False,
     )
     sink = io.BytesIO()

@@ -173,6 +173,27 @@ def prometheus_command(binary: str, config: Path, storage: Path, port: int) -> l
     ]
 
 
+def write_prometheus_config(path: Path, rules: Path, api_port: int) -> Path:
+    """A config that scrapes quantserve on ``api_port`` every second, with ``rules/*.yml``."""
+    import yaml
+
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(rules / "*.yml")],
+                "scrape_configs": [
+                    {
+                        "job_name": "quantserve",
+                        "static_configs": [{"targets": [f"127.0.0.1:{api_port}"]}],
+                    }
+                ],
+            }
+        )
+    )
+    return path
+
+
 class PrometheusApi:
     """The parts of Prometheus's HTTP API the tests read."""
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from tests.monitoring._servers import (
     prometheus_command,
     running,
     wait_for,
+    write_prometheus_config,
 )
 from training import schema
 
@@ -56,18 +56,6 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def prometheus_binary() -> str:
-    """Debian's prometheus server; the module is skipped, saying so, where it is missing."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip(
-            "prometheus is not installed, so the Prometheus integration tests are skipped "
-            "(`make test` installs it when run as root: apt-get install prometheus)"
-        )
-    return binary
-
-
-@pytest.fixture(scope="module")
 def stack(
     prometheus_binary: str, pipeline_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
@@ -83,21 +71,7 @@ def stack(
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONPATH": str(REPO),
     }
-    config = root / "prometheus.yml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "rule_files": [str(RULES / "*.yml")],
-                "scrape_configs": [
-                    {
-                        "job_name": "quantserve",
-                        "static_configs": [{"targets": [f"127.0.0.1:{api_port}"]}],
-                    }
-                ],
-            }
-        )
-    )
+    config = write_prometheus_config(root / "prometheus.yml", RULES, api_port)
     api_log = root / "quantserve.log"
     with running(gunicorn_command(api_port, WORKERS), api_log, api_env) as api:
         wait_for(

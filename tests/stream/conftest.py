@@ -10,12 +10,14 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pandas.testing as pdt
 import pytest
 
-from training.config import IngestConfig
-from training.features import run_features_job
+from training.config import IngestConfig, StreamConfig
+from training.features import load_features, run_features_job
 from training.ingest import run_ingest
 from training.sources import embedded_dataset_files
+from training.stream import BatchReport, run_stream
 
 TICKERS = ["AAPL", "JNJ", "JPM", "XOM", "WMT"]
 CUT_OFF = "2018-11-30"
@@ -74,3 +76,28 @@ def data_dir(cut_off_data: Path, tmp_path: Path) -> Path:
     target = tmp_path / "data"
     shutil.copytree(cut_off_data, target)
     return target
+
+
+def stream_available(spark, data: Path, **config: object) -> list[BatchReport]:
+    """Run the stream over what is waiting (folder or topic, by ``config``); its batches."""
+    reports: list[BatchReport] = []
+    run_stream(
+        spark,
+        raw_dir=data / "raw",
+        features_dir=data / "features",
+        landing_dir=data / "landing",
+        checkpoint_dir=data / "checkpoint",
+        config=StreamConfig(**config),  # type: ignore[arg-type]
+        available_now=True,
+        on_batch=reports.append,
+    )
+    return reports
+
+
+def assert_features_match_a_full_run(spark, data: Path, scratch: Path) -> None:
+    """The streamed feature table equals the feature job run on the same prices."""
+    full = scratch / "full-features"
+    run_features_job(
+        spark, data / "raw" / "prices.parquet", full, benchmark="SP500", input_manifest_sha256=None
+    )
+    pdt.assert_frame_equal(load_features(data / "features"), load_features(full))

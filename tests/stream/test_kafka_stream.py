@@ -11,14 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
-import pandas.testing as pdt
 import pytest
 from confluent_kafka import Producer
 
-from tests.stream.conftest import new_days
+from tests.stream.conftest import assert_features_match_a_full_run, new_days, stream_available
 from training.config import StreamConfig
-from training.features import load_features, run_features_job
-from training.stream import QUARANTINE_DIR, BatchReport, PriceStore, run_stream
+from training.stream import QUARANTINE_DIR, PriceStore
 
 TOPIC = "bars"
 
@@ -43,28 +41,13 @@ def produce(bootstrap: str, bars: pd.DataFrame, extra: tuple[bytes, ...] = ()) -
     assert producer.flush(10) == 0
 
 
-def stream_topic(spark, data: Path, bootstrap: str) -> list[BatchReport]:
-    reports: list[BatchReport] = []
-    run_stream(
-        spark,
-        raw_dir=data / "raw",
-        features_dir=data / "features",
-        landing_dir=data / "landing",
-        checkpoint_dir=data / "checkpoint",
-        config=StreamConfig(kafka_bootstrap_servers=bootstrap, kafka_topic=TOPIC),
-        available_now=True,
-        on_batch=reports.append,
-    )
-    return reports
-
-
 def test_bars_from_a_topic_are_stored_once_and_a_restart_resumes_at_the_stored_offsets(
     spark, kafka: str, data_dir: Path, tmp_path: Path
 ) -> None:
     (_, bars1), (day2, bars2), (day3, bars3) = new_days()[:3]
     produce(kafka, pd.concat([bars1, bars2]), extra=(b"not json", b"[1, 2]"))
 
-    first = stream_topic(spark, data_dir, kafka)
+    first = stream_available(spark, data_dir, kafka_bootstrap_servers=kafka, kafka_topic=TOPIC)
 
     assert sum(r.stored for r in first) == len(bars1) + len(bars2)
     prices, state = PriceStore(data_dir / "raw").read()
@@ -78,7 +61,7 @@ def test_bars_from_a_topic_are_stored_once_and_a_restart_resumes_at_the_stored_o
 
     # A second run with one more day reads only that day: nothing twice, nothing lost.
     produce(kafka, bars3)
-    second = stream_topic(spark, data_dir, kafka)
+    second = stream_available(spark, data_dir, kafka_bootstrap_servers=kafka, kafka_topic=TOPIC)
 
     assert sum(r.stored for r in second) == len(bars3)
     assert all(not r.quarantined for r in second)
@@ -88,15 +71,7 @@ def test_bars_from_a_topic_are_stored_once_and_a_restart_resumes_at_the_stored_o
     manifest = json.loads((data_dir / "features" / "_manifest.json").read_text())
     assert manifest["end_date"] == day3
     assert manifest["stream_source"] == f"kafka:{TOPIC}"
-    full = tmp_path / "full"
-    run_features_job(
-        spark,
-        data_dir / "raw" / "prices.parquet",
-        full,
-        benchmark="SP500",
-        input_manifest_sha256=None,
-    )
-    pdt.assert_frame_equal(load_features(data_dir / "features"), load_features(full))
+    assert_features_match_a_full_run(spark, data_dir, tmp_path)
 
 
 def test_a_batch_applied_again_is_recognised_and_not_stored_twice(spark, data_dir: Path) -> None:

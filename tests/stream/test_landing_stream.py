@@ -10,28 +10,16 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pandas.testing as pdt
 import pytest
 
-from tests.stream.conftest import CUT_OFF, land, new_days
-from training.config import StreamConfig
-from training.features import load_features, run_features_job
-from training.stream import QUARANTINE_DIR, BatchReport, PriceStore, run_stream
-
-
-def stream_once(spark, data: Path, **config: object) -> list[BatchReport]:
-    reports: list[BatchReport] = []
-    run_stream(
-        spark,
-        raw_dir=data / "raw",
-        features_dir=data / "features",
-        landing_dir=data / "landing",
-        checkpoint_dir=data / "checkpoint",
-        config=StreamConfig(**config),  # type: ignore[arg-type]
-        available_now=True,
-        on_batch=reports.append,
-    )
-    return reports
+from tests.stream.conftest import (
+    CUT_OFF,
+    assert_features_match_a_full_run,
+    land,
+    new_days,
+    stream_available,
+)
+from training.stream import QUARANTINE_DIR, PriceStore
 
 
 def quarantined(data: Path) -> pd.DataFrame:
@@ -39,15 +27,6 @@ def quarantined(data: Path) -> pd.DataFrame:
     if not files:
         return pd.DataFrame(columns=["source", "source_row", "date", "ticker", "close", "reason"])
     return pd.concat([pd.read_csv(f, dtype=str) for f in files], ignore_index=True)
-
-
-def assert_features_match_a_full_run(spark, data: Path, tmp_path: Path) -> None:
-    """The streamed feature table equals the feature job run on the same prices."""
-    full = tmp_path / "full-features"
-    run_features_job(
-        spark, data / "raw" / "prices.parquet", full, benchmark="SP500", input_manifest_sha256=None
-    )
-    pdt.assert_frame_equal(load_features(data / "features"), load_features(full))
 
 
 def test_landed_days_are_stored_and_their_features_published(
@@ -58,7 +37,7 @@ def test_landed_days_are_stored_and_their_features_published(
         land(data_dir / "landing", f"bars-{day}.csv", bars)
     before, _ = PriceStore(data_dir / "raw").read()
 
-    reports = stream_once(spark, data_dir)
+    reports = stream_available(spark, data_dir)
 
     prices, state = PriceStore(data_dir / "raw").read()
     assert len(prices) == len(before) + sum(len(bars) for _, bars in days)
@@ -78,7 +57,7 @@ def test_bad_duplicate_conflicting_late_and_unknown_bars_are_quarantined_with_re
 ) -> None:
     (day1, bars1), (day2, bars2) = new_days()[:2]
     land(data_dir / "landing", f"bars-{day1}.csv", bars1)
-    stream_once(spark, data_dir)
+    stream_available(spark, data_dir)
     stored_close = float(bars1.loc[bars1["ticker"] == "AAPL", "close"].iloc[0])
     # Day 2, out of order, with one of every fault.
     faulty = pd.concat(
@@ -106,7 +85,7 @@ def test_bad_duplicate_conflicting_late_and_unknown_bars_are_quarantined_with_re
     land(data_dir / "landing", "broken.parquet", pd.DataFrame({"x": [1]}))  # not Parquet...
     (data_dir / "landing" / "broken.parquet").write_bytes(b"not parquet at all")
 
-    reports = stream_once(spark, data_dir)
+    reports = stream_available(spark, data_dir)
 
     prices, _ = PriceStore(data_dir / "raw").read()
     assert prices["date"].max() == pd.Timestamp(day2)
@@ -136,10 +115,10 @@ def test_a_gap_filled_within_the_late_window_is_stored_and_recomputed(
     for day, bars in days:
         if day != gap_day:
             land(data_dir / "landing", f"bars-{day}.csv", bars)
-    stream_once(spark, data_dir)
+    stream_available(spark, data_dir)
     land(data_dir / "landing", f"bars-{gap_day}.csv", gap_bars)  # the missing day, late
 
-    reports = stream_once(spark, data_dir, max_late_days=7)
+    reports = stream_available(spark, data_dir, max_late_days=7)
 
     assert [r.stored for r in reports] == [len(gap_bars)]
     assert reports[0].changed_from is not None
@@ -152,15 +131,15 @@ def test_a_run_with_nothing_new_changes_nothing_and_a_file_dropped_twice_is_not_
 ) -> None:
     day, bars = new_days()[0]
     land(data_dir / "landing", f"bars-{day}.csv", bars)
-    stream_once(spark, data_dir)
+    stream_available(spark, data_dir)
     prices_before = (data_dir / "raw" / "prices.parquet").read_bytes()
     features_before = json.loads((data_dir / "features" / "_manifest.json").read_text())
 
-    assert stream_once(spark, data_dir) == []  # the checkpoint knows the file
+    assert stream_available(spark, data_dir) == []  # the checkpoint knows the file
     assert (data_dir / "raw" / "prices.parquet").read_bytes() == prices_before
 
     land(data_dir / "landing", f"again-{day}.csv", bars)  # same bars, another name
-    [report] = stream_once(spark, data_dir)
+    [report] = stream_available(spark, data_dir)
     assert report.stored == 0
     assert report.quarantined == {"duplicate": len(bars)}
     assert report.features_version is None
@@ -174,7 +153,7 @@ def test_streaming_needs_an_ingested_price_table(spark, tmp_path: Path) -> None:
     from training.errors import ArtifactNotFound
 
     with pytest.raises(ArtifactNotFound, match="quantserve ingest"):
-        stream_once(spark, tmp_path / "empty")
+        stream_available(spark, tmp_path / "empty")
 
 
 def test_the_cut_off_is_where_the_new_days_start() -> None:

@@ -30,6 +30,7 @@ from tests.monitoring._servers import (
     quantserve_uvicorn,
     running,
     wait_for,
+    write_prometheus_config,
 )
 from tests.stream.conftest import TICKERS, new_days
 from training.config import TrainingConfig
@@ -60,17 +61,6 @@ def served_root(cut_off_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
         quality_report=quality,
     )
     return root
-
-
-@pytest.fixture(scope="module")
-def prometheus_binary() -> str:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip(
-            "prometheus is not installed, so the replay's alert check cannot run "
-            "(`make test` installs it when run as root: apt-get install prometheus)"
-        )
-    return binary
 
 
 def forecasts(url: str) -> dict:
@@ -106,21 +96,7 @@ def live(
         checkpoint = served_root / "data" / "stream-checkpoint" / "metadata"
         wait_for("the stream's query", lambda: checkpoint.is_file() or None, 180, process=stream)
         port = url.rsplit(":", 1)[1]
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                    "rule_files": [str(RULES / "*.yml")],
-                    "scrape_configs": [
-                        {
-                            "job_name": "quantserve",
-                            "static_configs": [{"targets": [f"127.0.0.1:{port}"]}],
-                        }
-                    ],
-                }
-            )
-        )
+        config = write_prometheus_config(tmp_path / "prometheus.yml", RULES, int(port))
         prometheus_port = free_port()
         command = prometheus_command(prometheus_binary, config, tmp_path / "tsdb", prometheus_port)
         with running(command, tmp_path / "prometheus.log", {}) as prometheus:

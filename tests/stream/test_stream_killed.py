@@ -22,8 +22,7 @@ import pandas as pd
 import pandas.testing as pdt
 import pytest
 
-from tests.stream.conftest import land, new_days
-from training.features import load_features, run_features_job
+from tests.stream.conftest import assert_features_match_a_full_run, land, new_days
 from training.stream import QUARANTINE_DIR, PriceStore
 
 pytestmark = pytest.mark.slow
@@ -145,12 +144,4 @@ def test_a_stream_killed_mid_batch_loses_no_bar_and_stores_none_twice(
     manifest = json.loads((data_dir / "features" / "_manifest.json").read_text())
     assert (manifest["end_date"], manifest["stream_batch_id"]) == (day3, state.batch_id)
 
-    full = tmp_path / "full-features"
-    run_features_job(
-        spark,
-        data_dir / "raw" / "prices.parquet",
-        full,
-        benchmark="SP500",
-        input_manifest_sha256=None,
-    )
-    pdt.assert_frame_equal(load_features(data_dir / "features"), load_features(full))
+    assert_features_match_a_full_run(spark, data_dir, tmp_path)

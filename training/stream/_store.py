@@ -25,19 +25,9 @@ import pyarrow.parquet as pq
 from training import schema
 from training._io import atomic_write_bytes, atomic_write_json, sha256_file
 from training.errors import ArtifactNotFound
+from training.ingest import MANIFEST_FILE, PRICES_FILE, PRICES_SCHEMA
 
-PRICES_FILE = "prices.parquet"
-MANIFEST_FILE = "manifest.json"
 STATE_KEY = b"quantserve.stream"
-
-_PRICES_SCHEMA = pa.schema(
-    [
-        pa.field(schema.DATE, pa.date32(), nullable=False),
-        pa.field(schema.TICKER, pa.string(), nullable=False),
-        pa.field(schema.CLOSE, pa.float64(), nullable=False),
-        pa.field(schema.VOLUME, pa.float64()),
-    ]
-)
 
 
 @dataclass(frozen=True)
@@ -91,9 +81,9 @@ class PriceStore:
 
     def commit(self, prices: pd.DataFrame, state: StreamState) -> str:
         """Replace the table and state in one rename; refresh the manifest; return its SHA-256."""
-        frame = prices.loc[:, list(_PRICES_SCHEMA.names)]
+        frame = prices.loc[:, list(PRICES_SCHEMA.names)]
         frame = frame.assign(**{schema.DATE: frame[schema.DATE].dt.date})
-        table = pa.Table.from_pandas(frame, schema=_PRICES_SCHEMA, preserve_index=False)
+        table = pa.Table.from_pandas(frame, schema=PRICES_SCHEMA, preserve_index=False)
         table = table.replace_schema_metadata(
             {STATE_KEY: json.dumps(dataclasses.asdict(state), sort_keys=True).encode()}
         )
