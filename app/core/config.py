@@ -17,13 +17,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from training.config import (
-    IngestConfig,
-    RetrainConfig,
-    SparkConfig,
-    StreamConfig,
-    TrainingConfig,
-)
+from training.config import IngestConfig, RetrainConfig, SparkConfig, StreamConfig, TrainingConfig
 
 DEFAULT_CONFIG_FILE = Path(__file__).resolve().parents[2] / "config" / "default.yaml"
 CONFIG_FILE_VARIABLE = "QUANTSERVE_CONFIG_FILE"
