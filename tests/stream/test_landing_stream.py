@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 from tests.stream.conftest import (
-    CUT_OFF,
     assert_features_match_a_full_run,
     land,
     new_days,
@@ -154,7 +153,3 @@ def test_streaming_needs_an_ingested_price_table(spark, tmp_path: Path) -> None:
 
     with pytest.raises(ArtifactNotFound, match="quantserve ingest"):
         stream_available(spark, tmp_path / "empty")
-
-
-def test_the_cut_off_is_where_the_new_days_start() -> None:
-    assert new_days()[0][0] > CUT_OFF
