@@ -24,6 +24,22 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP) ## Create .venv and install the pinned dependencies
 
+# The `mlops` extra (DVC, the notebooks' kernel) and, in a venv of its own, the full
+# MLflow server: its pins (gunicorn<27) clash with the service's. The tests use both;
+# `make serve` installs neither.
+MLOPS_STAMP := $(VENV)/.mlops-stamp
+MLFLOW_VENV := .venv-mlflow
+$(MLOPS_STAMP): $(STAMP) tests/tracking/mlflow-server.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt \
+	    --config-settings editable_mode=compat -e '.[dev,mlops]'
+	test -x $(MLFLOW_VENV)/bin/python || $(PYTHON) -m venv $(MLFLOW_VENV)
+	$(BIN)/uv pip install --quiet --python $(MLFLOW_VENV)/bin/python \
+	    -r tests/tracking/mlflow-server.txt
+	@touch $@
+
+.PHONY: mlops
+mlops: $(MLOPS_STAMP) ## Install DVC, the notebooks' kernel and an MLflow server (.venv-mlflow)
+
 java:
 	@command -v java >/dev/null 2>&1 || { echo "java not found. $(JAVA_HINT)"; exit 1; }
 
@@ -42,7 +58,7 @@ pipeline: install java ## Re-run ingest, features and training (a new model vers
 test-tools:
 	@sh tests/install-test-tools.sh
 
-test: install java test-tools ## Run the whole test suite
+test: install mlops java test-tools ## Run the whole test suite
 	$(BIN)/pytest
 
 # `make test` runs tests/fuzz with 10 examples per operation (~2,600 requests, ~1 min);
@@ -124,4 +140,4 @@ bench-backtest: install ## Back-test: seconds per rebalance, quantserve vs cvxpo
 	$(BIN)/python -m bench.backtest
 
 clean: ## Remove the venv, data outputs and trained models
-	rm -rf $(VENV) data models/*/ .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(MLFLOW_VENV) data models/*/ .pytest_cache .mypy_cache .ruff_cache
