@@ -11,10 +11,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from rich.table import Table
 
 from app._cli_output import console
+from app._cli_steps import tracker_for
 from app.core.config import Settings, get_settings
 
 if TYPE_CHECKING:
     from backtest import Rebalance
+    from training.tracking import TrackedRun
 
 RebalanceOption = Annotated[
     str, typer.Option(help="weekly, monthly or quarterly (the last trading day of each).")
@@ -104,6 +106,7 @@ def backtest(
 ) -> None:
     """Walk-forward back-test of strategies, net of costs: metrics, returns, weights, report."""
     from backtest import (
+        METRICS_FILE,
         STRATEGY_NAMES,
         VOL_TARGET_SUFFIX,
         BacktestError,
@@ -154,26 +157,80 @@ def backtest(
             )
             for name in names
         ]
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
-            task = bar.add_task("rebalances", total=None)
-            result = run_backtest(
-                market,
-                chosen,
-                config,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )
-        write_outputs(result, output)
+        params = {
+            "strategies": ",".join(names),
+            "start": start,
+            "end": end,
+            "rebalance": rebalance,
+            "cost_bps": cost_bps,
+            "spread_bps": config.spread_bps or {},
+            "target_volatility": target_volatility,
+            "max_leverage": max_leverage,
+            "prices": prices or "embedded",
+            "benchmark": market.benchmark,
+            "predictions": path,
+        }
+        with tracker_for(settings).run(
+            "backtest",
+            name="backtest",
+            params=params,
+            tags=_backtest_tags(settings, prices, path),
+            fallback=str(output / METRICS_FILE),
+        ) as tracked:
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+            ) as bar:
+                task = bar.add_task("rebalances", total=None)
+                result = run_backtest(
+                    market,
+                    chosen,
+                    config,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
+            write_outputs(result, output)
+            _log_backtest(tracked, result.metrics_document(), output)
     except (BacktestError, PipelineError, ValueError) as exc:
         console.print(f"[bold red]backtest failed:[/] {exc}")
         raise typer.Exit(code=1) from exc
     print_backtest(result.metrics_document(), output)
+
+
+def _backtest_tags(
+    settings: Settings, prices: Path | None, predictions: Path | None
+) -> dict[str, Any]:
+    """Where the prices and forecasts came from, for the MLflow run's tags."""
+    from training._io import sha256_file
+
+    tags: dict[str, Any] = {
+        "prices_source": str(prices or "embedded"),
+        "prices_file_sha256": None if prices is None else sha256_file(prices),
+    }
+    # The serving version's predictions (models/<name>/<version>/evaluation/...): its model.
+    if predictions is not None and predictions == default_predictions(settings):
+        tags.update(model_name=settings.model_name, model_version=predictions.parent.parent.name)
+    return tags
+
+
+def _log_backtest(run: TrackedRun, document: dict[str, Any], output: Path) -> None:
+    """Each strategy's metrics, the period as run, and metrics.json and report.html."""
+    from backtest import METRICS_FILE, REPORT_FILE
+
+    described = document["settings"]
+    run.log_params(
+        {
+            "first_day": described["start"],
+            "last_day": described["end"],
+            "rebalances": described["rebalances"],
+            "tickers": len(described["tickers"]),
+        }
+    )
+    run.log_metrics(document["strategies"])
+    run.log_artifacts(output, include=(METRICS_FILE, REPORT_FILE))
 
 
 def print_backtest(document: dict[str, Any], output: Path) -> None:

@@ -15,15 +15,16 @@ models_cli = typer.Typer(help="List model versions and change their stage.", no_
 
 @models_cli.command("list")
 def models_list() -> None:
-    """Every version of the model with its stage and validation scores."""
+    """Every version of the model with its stage, validation scores and MLflow run."""
     from training.model_store import read_metadata
     from training.registry import ModelRegistry
 
     settings = get_settings()
     model_dir = settings.models_dir / settings.model_name
     table = Table(title=f"{settings.model_name} in {settings.models_dir}")
-    for column in ("version", "stage", "changed", "trained on", "validation", "vol QLIKE"):
-        table.add_column(column)
+    columns = ("version", "stage", "changed", "trained on", "validation", "vol QLIKE", "MLflow run")
+    for column in columns:
+        table.add_column(column, no_wrap=column == "MLflow run")
     for record in ModelRegistry(model_dir).records():
         metadata = read_metadata(model_dir / str(record.version))
         split = metadata.get("split", {})
@@ -37,6 +38,7 @@ def models_list() -> None:
             "..".join(split.get("train", [])),
             "..".join(split.get("validation", [])),
             "" if score is None else f"{score:.4f}",
+            (metadata.get("mlflow") or {}).get("run_id") or "",
         )
     console.print(table)
 

@@ -59,6 +59,8 @@ def print_training(metadata: dict[str, Any]) -> None:
         f"{split['train'][0]}..{split['train'][1]}, validated (early stopping) "
         f"{split['validation'][0]}..{split['validation'][1]}{held_out}"
     )
+    if tracked := metadata.get("mlflow"):
+        console.print(f"MLflow run {tracked['run_id']} in {tracked['tracking_uri']}")
     _print_scores("validation (early stopping chose the epoch here)", metrics)
     if metadata.get("holdout_metrics"):
         _print_scores("holdout (never used to fit or select)", metadata["holdout_metrics"])

@@ -31,6 +31,7 @@ from app._cli_steps import (
     evaluate_step,
     features_step,
     promote_step,
+    tracker_for,
     train_step,
 )
 from app._cli_stream import stream
@@ -272,6 +273,7 @@ def rebuild(version: Annotated[int, typer.Argument(help="The version to rebuild.
             data_manifest=data_manifest,
             features_manifest=features_manifest,
             quality_report=quality,
+            tracker=tracker_for(settings),
         )
 
     result = run_step("rebuild", step)

@@ -17,6 +17,7 @@ import pandas as pd
 from training.config import TrainingConfig
 from training.errors import DataError
 from training.model_store import read_metadata
+from training.tracking import Tracker
 from training.train import TrainResult, train_and_export
 
 
@@ -42,8 +43,12 @@ def rebuild_version(
     data_manifest: dict[str, Any],
     features_manifest: dict[str, Any],
     quality_report: dict[str, Any] | None,
+    tracker: Tracker | None = None,
 ) -> TrainResult:
-    """Train ``version`` again on the same inputs; raise DataError if the inputs differ."""
+    """Train ``version`` again on the same inputs; raise DataError if the inputs differ.
+
+    ``tracker`` records the new training as an MLflow run, as ``train_and_export`` does.
+    """
     metadata = read_metadata(models_dir / model_name / str(version))
     recorded = metadata.get("data", {})
     checks = [
@@ -74,4 +79,5 @@ def rebuild_version(
         data_manifest=data_manifest,
         features_manifest=features_manifest,
         quality_report=quality_report,
+        tracker=tracker,
     )

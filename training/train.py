@@ -42,6 +42,7 @@ from training.errors import ArtifactNotFound, TrainingError
 from training.fit import fit_forecaster
 from training.metrics import return_metrics, volatility_metrics
 from training.model_store import METADATA_FILE, new_version
+from training.tracking import TrackedRun, Tracker
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,55 @@ def train_and_export(
     features_manifest: dict[str, Any] | None = None,
     quality_report: dict[str, Any] | None = None,
     verbose: int = 0,
+    tracker: Tracker | None = None,
 ) -> TrainResult:
-    """Train on ``features`` and export ``models_dir/model_name/<next version>/``."""
+    """Train on ``features`` and export ``models_dir/model_name/<next version>/``.
+
+    With a ``tracker``, the training is one MLflow run: its parameters (``config``) and
+    data tags first, the loss of each epoch, then, once ``metadata.json`` names the run,
+    the validation and holdout metrics and ``metrics.json``. Without one (None), nothing
+    is tracked and ``metadata.json`` says so.
+    """
+    tracker = tracker or Tracker.off("not tracked: train_and_export was given no tracker")
+    data_tags = {
+        "model_name": model_name,
+        "prices_sha256": (data_manifest or {}).get("prices_sha256"),
+        "feature_code_version": (features_manifest or {}).get("feature_code_version"),
+    }
+    with tracker.run(
+        "train",
+        name=f"train {model_name}",
+        params=config.model_dump(),
+        tags=data_tags,
+        fallback=f"{models_dir / model_name}/<the new version>/{METADATA_FILE}",
+    ) as run:
+        result = _fit_and_export(
+            features,
+            models_dir,
+            model_name,
+            config,
+            run,
+            data_manifest=data_manifest,
+            features_manifest=features_manifest,
+            quality_report=quality_report,
+            verbose=verbose,
+        )
+        log_training_run(run, result)
+    return result
+
+
+def _fit_and_export(
+    features: pd.DataFrame,
+    models_dir: Path,
+    model_name: str,
+    config: TrainingConfig,
+    run: TrackedRun,
+    *,
+    data_manifest: dict[str, Any] | None,
+    features_manifest: dict[str, Any] | None,
+    quality_report: dict[str, Any] | None,
+    verbose: int,
+) -> TrainResult:
     import keras
     import tensorflow as tf
 
@@ -83,6 +131,9 @@ def train_and_export(
     tensorboard_logs = Path(tempfile.mkdtemp(prefix="quantserve-tensorboard-"))
     # The holdout is never passed to the fit: early stopping selects on `validation`.
     fitted = fit_forecaster(train, validation, config, verbose=verbose, log_dir=tensorboard_logs)
+    history = zip(fitted.history["loss"], fitted.history["val_loss"], strict=True)
+    for epoch, (loss, val_loss) in enumerate(history):
+        run.log_metrics({"loss": loss, "val_loss": val_loss}, step=epoch)
     serving = fitted.serving
     predicted = fitted.predict(validation.features)
     metrics = validation_metrics(validation, predicted[RETURN_OUTPUT], predicted[VARIANCE_OUTPUT])
@@ -166,6 +217,9 @@ def train_and_export(
                 "benchmark": (features_manifest or {}).get("benchmark"),
                 "feature_code_version": (features_manifest or {}).get("feature_code_version"),
             },
+            # The MLflow run of this training (or why there is none): the run is an
+            # index into the store, this file stays the record.
+            **run.metadata_fields(),
         }
         (export_dir / METADATA_FILE).write_text(
             json.dumps(metadata, indent=2, default=str, allow_nan=False)
@@ -173,6 +227,29 @@ def train_and_export(
     return TrainResult(
         version=version, path=models_dir / model_name / str(version), metadata=metadata
     )
+
+
+def log_training_run(run: TrackedRun, result: TrainResult) -> None:
+    """The exported version's tag, final metrics and ``metrics.json`` into ``run``."""
+    metadata = result.metadata
+    run.fallback = str(result.path / METADATA_FILE)
+    run.set_tags({"model_version": result.version})
+    run.log_metrics(
+        {
+            "validation": metadata["validation_metrics"],
+            "holdout": metadata["holdout_metrics"] or {},
+            "epochs_run": metadata["training"]["epochs_run"],
+        }
+    )
+    document = {
+        key: metadata[key] for key in ("name", "version", "validation_metrics", "holdout_metrics")
+    }
+    document["history"] = {key: metadata["training"][key] for key in ("loss", "val_loss")}
+    with tempfile.TemporaryDirectory(prefix="quantserve-mlflow-") as scratch:
+        metrics_file = Path(scratch) / "metrics.json"
+        metrics_file.write_text(json.dumps(document, indent=2, default=str, allow_nan=False))
+        run.log_artifacts(metrics_file)
+    run.log_artifacts(result.path / METADATA_FILE)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from pydantic_settings import (
 )
 
 from training.config import IngestConfig, RetrainConfig, SparkConfig, StreamConfig, TrainingConfig
+from training.tracking import TrackingConfig
 
 DEFAULT_CONFIG_FILE = Path(__file__).resolve().parents[2] / "config" / "default.yaml"
 CONFIG_FILE_VARIABLE = "QUANTSERVE_CONFIG_FILE"
@@ -299,6 +300,7 @@ class Settings(BaseSettings):
     backtests: BacktestJobSettings = BacktestJobSettings()
     stream: StreamConfig = StreamConfig()
     retrain: RetrainConfig = RetrainConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
     @field_validator("api_keys", mode="before")
     @classmethod
