@@ -35,6 +35,7 @@ from app._cli_steps import (
     train_step,
 )
 from app._cli_stream import stream
+from app._cli_tensorboard import tensorboard
 from app.core.config import Settings, get_settings
 
 __all__ = ["GUNICORN_CONFIG", "cli", "gunicorn_argv", "gunicorn_command", "main"]
@@ -51,6 +52,7 @@ cli.command()(backtest)
 cli.command()(replay)
 cli.command()(retrain)
 cli.command()(stream)
+cli.command()(tensorboard)
 
 MasterOption = Annotated[
     str | None,
