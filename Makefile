@@ -40,6 +40,12 @@ $(MLOPS_STAMP): $(STAMP) tests/tracking/mlflow-server.txt
 .PHONY: mlops
 mlops: $(MLOPS_STAMP) ## Install DVC, the notebooks' kernel and an MLflow server (.venv-mlflow)
 
+# dvc.yaml's stages, run with this venv's quantserve: only those whose code, data or
+# params changed since the last run (docs/dvc.md).
+.PHONY: repro
+repro: mlops java ## DVC pipeline: rerun the stages of dvc.yaml whose inputs changed
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
 java:
 	@command -v java >/dev/null 2>&1 || { echo "java not found. $(JAVA_HINT)"; exit 1; }
 

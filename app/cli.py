@@ -233,8 +233,19 @@ def evaluate(
     epochs: Annotated[int, typer.Option(help="Training epochs per refit.")] = 8,
     garch: Annotated[bool, typer.Option(help="Fit the GARCH baselines (the slow part).")] = True,
     in_process: Annotated[
-        bool, typer.Option("--in-process", help="Run the refits here, one by one, without Spark.")
+        bool,
+        typer.Option(
+            "--in-process/--no-in-process", help="Run the refits here, one by one, without Spark."
+        ),
     ] = False,
+    copy_to: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="Also copy the evaluation folder to DIR, replaced whole (dvc.yaml's evaluate "
+            "stage tracks data/evaluation/).",
+        ),
+    ] = None,
 ) -> None:
     """Walk-forward evaluation of the model against baselines; writes <version>/evaluation/."""
     settings = _settings_with_master(master)
@@ -245,6 +256,16 @@ def evaluate(
         ),
     )
     print_evaluation(metrics)
+    if copy_to is not None:
+        from app.services.model_registry import serving_version
+        from training.dvc_data import copy_evaluation
+
+        def copy() -> Path:
+            version = serving_version(settings.models_dir, settings.model_name)
+            model_dir = settings.models_dir / settings.model_name
+            return copy_evaluation(model_dir / str(version) / "evaluation", copy_to)
+
+        console.print(f"copied the evaluation to {run_step('copy', copy)}")
 
 
 @cli.command()
@@ -257,15 +278,24 @@ def challenger(master: MasterOption = None) -> None:
 
 @cli.command()
 def rebuild(version: Annotated[int, typer.Argument(help="The version to rebuild.")]) -> None:
-    """Train VERSION again from the same data, feature code and seeds; export a new version."""
+    """Train VERSION again from the same data, feature code and seeds; export a new version.
+
+    When that data is not on disk and the project is a DVC repository, it is fetched
+    first from the DVC cache or remote (docs/dvc.md).
+    """
+    from training.dvc_data import restore_version_data
     from training.features import load_features
     from training.model_store import read_metadata
     from training.rebuild import rebuild_version
     from training.train import load_training_inputs
 
     settings = get_settings()
+    version_dir = settings.models_dir / settings.model_name / str(version)
 
     def step() -> Any:
+        fetched = restore_version_data(settings.data_dir, version_dir)
+        if fetched is not None:
+            console.print(fetched.describe())
         data_manifest, features_manifest, quality = load_training_inputs(settings.data_dir)
         return rebuild_version(
             load_features(settings.features_dir),
@@ -279,7 +309,7 @@ def rebuild(version: Annotated[int, typer.Argument(help="The version to rebuild.
         )
 
     result = run_step("rebuild", step)
-    original = read_metadata(settings.models_dir / settings.model_name / str(version))
+    original = read_metadata(version_dir)
     same = original["validation_metrics"] == result.metadata["validation_metrics"]
     console.print(
         f"rebuilt version {version} as version {result.version}: validation metrics "
