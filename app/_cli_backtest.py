@@ -203,17 +203,40 @@ def backtest(
 def _backtest_tags(
     settings: Settings, prices: Path | None, predictions: Path | None
 ) -> dict[str, Any]:
-    """Where the prices and forecasts came from, for the MLflow run's tags."""
+    """Where the prices and forecasts came from, for the MLflow run's tags.
+
+    ``prices_sha256`` is the key the training and evaluation runs use for the ingested
+    ``prices.parquet``, so one tag search finds every run on the same prices.
+    """
     from training._io import sha256_file
 
     tags: dict[str, Any] = {
         "prices_source": str(prices or "embedded"),
-        "prices_file_sha256": None if prices is None else sha256_file(prices),
+        "prices_sha256": None if prices is None else sha256_file(prices),
     }
-    # The serving version's predictions (models/<name>/<version>/evaluation/...): its model.
-    if predictions is not None and predictions == default_predictions(settings):
-        tags.update(model_name=settings.model_name, model_version=predictions.parent.parent.name)
+    if predictions is not None:
+        tags.update(_forecasting_model(settings, predictions))
     return tags
+
+
+def _forecasting_model(settings: Settings, predictions: Path) -> dict[str, Any]:
+    """The model version whose walk-forward made ``predictions``, when it can be told.
+
+    An evaluation folder's ``metrics.json`` names it (wherever the folder was copied,
+    as dvc.yaml's ``data/evaluation/``); else the serving version's own folder does.
+    """
+    import json
+
+    metrics = predictions.parent / "metrics.json"
+    try:
+        context = json.loads(metrics.read_text()).get("context", {})
+    except (OSError, ValueError, AttributeError):
+        context = {}
+    if context.get("model") and context.get("version") is not None:
+        return {"model_name": context["model"], "model_version": context["version"]}
+    if predictions == default_predictions(settings):
+        return {"model_name": settings.model_name, "model_version": predictions.parent.parent.name}
+    return {}
 
 
 def _log_backtest(run: TrackedRun, document: dict[str, Any], output: Path) -> None:
@@ -262,7 +285,8 @@ def print_backtest(document: dict[str, Any], output: Path) -> None:
     failed = {n: m["failed_rebalances"] for n, m in rows.items() if m.get("failed_rebalances")}
     for name, count in failed.items():
         console.print(
-            f"[yellow]{name}: {count} rebalances kept the drifted weights[/] (see metrics.json)"
+            f"[yellow]{name}: {count} rebalance{'' if count == 1 else 's'} kept the drifted "
+            "weights[/] (see metrics.json)"
         )
     console.print(f"wrote {output}/: metrics.json, returns.parquet, weights.parquet, report.html")
 

@@ -97,3 +97,33 @@ def test_a_backtest_is_a_run_with_each_strategys_metrics_and_the_report(
     assert artefacts == {"metrics.json", "report.html"}
     report = client.download_artifacts(run.info.run_id, "report.html", str(tmp_path))
     assert Path(report).read_text() == (output / "report.html").read_text()
+
+
+def test_predictions_copied_out_of_the_store_still_name_their_model(
+    mlflow_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # dvc.yaml's back-test reads data/evaluation/, evaluate's copy: its metrics.json
+    # names the version, which is not the serving one here (there is no model store).
+    served = _serving_version_with_predictions(tmp_path / "store")
+    copy = tmp_path / "data" / "evaluation"
+    copy.mkdir(parents=True)
+    (copy / "predictions.parquet").write_bytes(served.read_bytes())
+    context = {"model": "forecaster", "version": 7}
+    (copy / "metrics.json").write_text(json.dumps({"context": context}))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.setenv("QUANTSERVE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("QUANTSERVE_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("QUANTSERVE_TRACKING__EXPERIMENT", "quantserve-backtest-copies")
+    get_settings.cache_clear()
+    args = ["backtest", "--strategies", STRATEGIES, "--start", "2018-01-02", "--end", "2018-12-31"]
+    args += ["--predictions", str(copy / "predictions.parquet"), "--output", str(tmp_path / "run")]
+    result = CliRunner().invoke(cli, args)
+    get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+
+    client = MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name("quantserve-backtest-copies")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.data.tags["model_name"] == "forecaster"
+    assert run.data.tags["model_version"] == "7"
