@@ -44,11 +44,8 @@ def pipeline_dir(spark, tmp_path_factory: pytest.TempPathFactory) -> Path:
     Returns the root holding ``data/`` and ``models/``; every test that needs a real
     model shares it, so none may write there.
     """
-    from training.config import IngestConfig, TrainingConfig
-    from training.features import load_features, run_features_job
-    from training.ingest import run_ingest
+    from tests.tiny_pipeline import run_tiny_pipeline
     from training.sources import embedded_dataset_files
-    from training.train import load_training_inputs, train_and_export
 
     root = tmp_path_factory.mktemp("e2e")
     stocks_path, index_path = embedded_dataset_files()
@@ -59,26 +56,8 @@ def pipeline_dir(spark, tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = root / "slice.csv"
     wide.to_csv(source, index=False)
 
-    data_dir = root / "data"
-    report = run_ingest(data_dir / "raw", IngestConfig(), source=source, benchmark="SP500")
-    assert report.manifest["rows"] == len(wide) * 6
-    run_features_job(
-        spark,
-        data_dir / "raw" / "prices.parquet",
-        data_dir / "features",
-        benchmark="SP500",
-        input_manifest_sha256=report.manifest["prices_sha256"],
-    )
-    data_manifest, features_manifest, quality = load_training_inputs(data_dir)
-    train_and_export(
-        load_features(data_dir / "features"),
-        root / "models",
-        "forecaster",
-        TrainingConfig(lookback_days=10, hidden_units=8, epochs=3),
-        data_manifest=data_manifest,
-        features_manifest=features_manifest,
-        quality_report=quality,
-    )
+    manifest = run_tiny_pipeline(spark, root, source)
+    assert manifest["rows"] == len(wide) * 6
     return root
 
 

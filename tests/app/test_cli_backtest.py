@@ -5,28 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
 from typer.testing import CliRunner
 
 from app.cli import cli
-from backtest import Market
-from tests.backtest.conftest import trailing_forecasts
+from tests.backtest.conftest import write_trailing_predictions
 
 
 def _predictions(tmp_path: Path) -> Path:
     """Predictions shaped as ``quantserve evaluate`` writes them, from trailing data only."""
-    prices = Market.load().prices.loc["2016-01-01":"2019-12-31"].drop(columns="SP500")
-    forecasts = trailing_forecasts(prices)
-    rows = []
-    for target, table in (
-        ("log_return_5d", forecasts.expected_log_return_5d),
-        ("variance_21d", forecasts.variance_21d),
-    ):
-        long = table.rename_axis(index="date", columns="ticker").stack().rename("forecast")
-        rows.append(long.reset_index().assign(forecaster="model", target=target, realized=0.0))
-    path = tmp_path / "predictions.parquet"
-    pd.concat(rows, ignore_index=True).to_parquet(path)
-    return path
+    return write_trailing_predictions(tmp_path / "predictions.parquet")
 
 
 def test_backtest_writes_outputs_and_prints_the_table(data_dir: Path, tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -44,3 +46,20 @@ def trailing_forecasts(prices: pd.DataFrame) -> WalkForwardForecasts:
         long.columns = ["date", "ticker", "forecast"]
         rows.append(long.assign(forecaster="model", target=target, realized=np.nan))
     return WalkForwardForecasts.from_predictions(pd.concat(rows, ignore_index=True), "synthetic")
+
+
+def write_trailing_predictions(path: Path) -> Path:
+    """2016-2019 predictions of the embedded stocks from trailing data, written to ``path``
+    in the shape ``quantserve evaluate`` writes ``predictions.parquet``."""
+    prices = Market.load().prices.loc["2016-01-01":"2019-12-31"].drop(columns="SP500")
+    forecasts = trailing_forecasts(prices)
+    rows = []
+    for target, table in (
+        ("log_return_5d", forecasts.expected_log_return_5d),
+        ("variance_21d", forecasts.variance_21d),
+    ):
+        long = table.rename_axis(index="date", columns="ticker").stack().rename("forecast")
+        rows.append(long.reset_index().assign(forecaster="model", target=target, realized=0.0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.concat(rows, ignore_index=True).to_parquet(path)
+    return path

@@ -53,35 +53,10 @@ def build_notebook_data(spark: SparkSession, root: Path) -> Path:
 
     from app.cli import cli
     from app.core.config import get_settings
-    from training.config import IngestConfig, TrainingConfig
-    from training.features import load_features, run_features_job
-    from training.ingest import run_ingest
-    from training.train import load_training_inputs, train_and_export
+    from tests.tiny_pipeline import run_tiny_pipeline
 
     data_dir, models_dir = root / "data", root / "models"
-    report = run_ingest(
-        data_dir / "raw",
-        IngestConfig(),
-        source=faulty_slice(root / "slice.csv"),
-        benchmark="SP500",
-    )
-    run_features_job(
-        spark,
-        data_dir / "raw" / "prices.parquet",
-        data_dir / "features",
-        benchmark="SP500",
-        input_manifest_sha256=report.manifest["prices_sha256"],
-    )
-    data_manifest, features_manifest, quality = load_training_inputs(data_dir)
-    train_and_export(
-        load_features(data_dir / "features"),
-        models_dir,
-        "forecaster",
-        TrainingConfig(lookback_days=10, hidden_units=8, epochs=3),
-        data_manifest=data_manifest,
-        features_manifest=features_manifest,
-        quality_report=quality,
-    )
+    run_tiny_pipeline(spark, root, faulty_slice(root / "slice.csv"))
     # The walk-forward as `quantserve evaluate --in-process` runs it: one yearly refit.
     # The notebooks read no MLflow run, so none is recorded (it would cost a database).
     with pytest.MonkeyPatch.context() as patch:

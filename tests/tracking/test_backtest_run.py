@@ -11,15 +11,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from app.cli import cli
 from app.core.config import get_settings
-from backtest import Market
-from tests.backtest.conftest import trailing_forecasts
+from tests.backtest.conftest import write_trailing_predictions
 from training.tracking import flatten_metrics
 
 STRATEGIES = "min_variance,forecast_min_variance+vol_target"
@@ -30,23 +28,7 @@ def _serving_version_with_predictions(models_dir: Path) -> Path:
     evaluation = models_dir / "forecaster" / "1" / "evaluation"
     evaluation.mkdir(parents=True)
     (evaluation.parent / "metadata.json").write_text("{}")
-    prices = Market.load().prices.loc["2016-01-01":"2019-12-31"].drop(columns="SP500")
-    forecasts = trailing_forecasts(prices)
-    rows = []
-    for target, table in (
-        ("log_return_5d", forecasts.expected_log_return_5d),
-        ("variance_21d", forecasts.variance_21d),
-    ):
-        long = (
-            table.rename_axis(index="date", columns="ticker")
-            .reset_index()
-            .melt(id_vars="date", var_name="ticker", value_name="forecast")
-            .dropna(subset=["forecast"])
-        )
-        rows.append(long.assign(forecaster="model", target=target, realized=0.0))
-    path = evaluation / "predictions.parquet"
-    pd.concat(rows, ignore_index=True).to_parquet(path)
-    return path
+    return write_trailing_predictions(evaluation / "predictions.parquet")
 
 
 def test_a_backtest_is_a_run_with_each_strategys_metrics_and_the_report(

@@ -1,0 +1,45 @@
+"""The offline pipeline on a small source, as the session fixtures build it.
+
+Ingest, Spark features and a tiny model (10-day lookback, 8 units, 3 epochs) into
+``root/data`` and ``root/models``, with the library's own functions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+def run_tiny_pipeline(spark: SparkSession, root: Path, source: Path) -> dict[str, Any]:
+    """Ingest ``source`` (benchmark SP500), compute its features and train "forecaster".
+
+    Returns the ingest manifest.
+    """
+    from training.config import IngestConfig, TrainingConfig
+    from training.features import load_features, run_features_job
+    from training.ingest import run_ingest
+    from training.train import load_training_inputs, train_and_export
+
+    data_dir = root / "data"
+    report = run_ingest(data_dir / "raw", IngestConfig(), source=source, benchmark="SP500")
+    run_features_job(
+        spark,
+        data_dir / "raw" / "prices.parquet",
+        data_dir / "features",
+        benchmark="SP500",
+        input_manifest_sha256=report.manifest["prices_sha256"],
+    )
+    data_manifest, features_manifest, quality = load_training_inputs(data_dir)
+    train_and_export(
+        load_features(data_dir / "features"),
+        root / "models",
+        "forecaster",
+        TrainingConfig(lookback_days=10, hidden_units=8, epochs=3),
+        data_manifest=data_manifest,
+        features_manifest=features_manifest,
+        quality_report=quality,
+    )
+    return dict(report.manifest)
