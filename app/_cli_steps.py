@@ -235,6 +235,7 @@ def challenger_step(settings: Settings) -> tuple[int, Path]:
                 settings.features_dir,
                 settings.models_dir,
                 {key: manifest.get(key) for key in ("input_sha256", "feature_code_version")},
+                tracking=run.metadata_fields(),
             )
         finally:
             spark.stop()

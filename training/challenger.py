@@ -11,6 +11,7 @@ other on the driver, each a Spark job.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -122,9 +123,17 @@ def challenger_forecasts(
 
 
 def train_and_save_challenger(
-    spark: SparkSession, features_path: Path, models_dir: Path, data: dict[str, Any]
+    spark: SparkSession,
+    features_path: Path,
+    models_dir: Path,
+    data: dict[str, Any],
+    tracking: Mapping[str, Any] | None = None,
 ) -> tuple[int, Path]:
-    """Fit on every row with known targets; save under ``models_dir/spark/<version>/``."""
+    """Fit on every row with known targets; save under ``models_dir/spark/<version>/``.
+
+    ``tracking`` (the MLflow run's ``metadata_fields()``) goes into ``metadata.json``,
+    as a forecaster version's does.
+    """
     table = spark.read.parquet(features_path.resolve().as_uri())
     challenger = fit_challenger(table)
     with new_version(models_dir / "spark") as (version, folder):
@@ -142,6 +151,7 @@ def train_and_save_challenger(
             "log_variance_bias": challenger.log_variance_bias,
             "params": GBT_PARAMS,
             "data": data,
+            **(tracking or {}),
         }
         (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str))
     return version, models_dir / "spark" / str(version)
