@@ -13,17 +13,13 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 
-def run_tiny_pipeline(spark: SparkSession, root: Path, source: Path) -> dict[str, Any]:
-    """Ingest ``source`` (benchmark SP500), compute its features and train "forecaster".
-
-    Returns the ingest manifest.
-    """
-    from training.config import IngestConfig, TrainingConfig
-    from training.features import load_features, run_features_job
+def ingest_and_features(spark: SparkSession, data_dir: Path, source: Path) -> dict[str, Any]:
+    """Ingest ``source`` (benchmark SP500) into ``data_dir/raw`` and compute its features
+    into ``data_dir/features``; returns the ingest manifest."""
+    from training.config import IngestConfig
+    from training.features import run_features_job
     from training.ingest import run_ingest
-    from training.train import load_training_inputs, train_and_export
 
-    data_dir = root / "data"
     report = run_ingest(data_dir / "raw", IngestConfig(), source=source, benchmark="SP500")
     run_features_job(
         spark,
@@ -32,6 +28,20 @@ def run_tiny_pipeline(spark: SparkSession, root: Path, source: Path) -> dict[str
         benchmark="SP500",
         input_manifest_sha256=report.manifest["prices_sha256"],
     )
+    return dict(report.manifest)
+
+
+def run_tiny_pipeline(spark: SparkSession, root: Path, source: Path) -> dict[str, Any]:
+    """Ingest and features into ``root/data``, then train "forecaster" into ``root/models``.
+
+    Returns the ingest manifest.
+    """
+    from training.config import TrainingConfig
+    from training.features import load_features
+    from training.train import load_training_inputs, train_and_export
+
+    data_dir = root / "data"
+    manifest = ingest_and_features(spark, data_dir, source)
     data_manifest, features_manifest, quality = load_training_inputs(data_dir)
     train_and_export(
         load_features(data_dir / "features"),
@@ -42,4 +52,4 @@ def run_tiny_pipeline(spark: SparkSession, root: Path, source: Path) -> dict[str
         features_manifest=features_manifest,
         quality_report=quality,
     )
-    return dict(report.manifest)
+    return manifest

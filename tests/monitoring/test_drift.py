@@ -141,9 +141,8 @@ def features_into_2019(
     The same data as the session's ``pipeline_dir`` (whose model's data ends on
     2018-12-31) and half a year more: the bars that arrived after the model was trained.
     """
-    from training.config import IngestConfig
-    from training.features import load_features, run_features_job
-    from training.ingest import run_ingest
+    from tests.tiny_pipeline import ingest_and_features
+    from training.features import load_features
     from training.sources import embedded_dataset_files
 
     root = tmp_path_factory.mktemp("into-2019")
@@ -153,14 +152,7 @@ def features_into_2019(
     )
     wide = wide[(wide["Date"] >= "2015-01-01") & (wide["Date"] <= "2019-06-28")]
     wide.to_csv(root / "slice.csv", index=False)
-    report = run_ingest(root / "raw", IngestConfig(), source=root / "slice.csv", benchmark="SP500")
-    run_features_job(
-        spark,
-        root / "raw" / "prices.parquet",
-        root / "features",
-        benchmark="SP500",
-        input_manifest_sha256=report.manifest["prices_sha256"],
-    )
+    ingest_and_features(spark, root, root / "slice.csv")
     return load_features(root / "features")
 
 

@@ -13,9 +13,9 @@ import pandas as pd
 import pandas.testing as pdt
 import pytest
 
-from training.config import IngestConfig, StreamConfig
+from tests.tiny_pipeline import ingest_and_features
+from training.config import StreamConfig
 from training.features import load_features, run_features_job
-from training.ingest import run_ingest
 from training.sources import embedded_dataset_files
 from training.stream import BatchReport, run_stream
 
@@ -59,14 +59,7 @@ def cut_off_data(spark, tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = root / "until.csv"
     wide[wide["Date"] <= CUT_OFF].to_csv(source, index=False)
     data = root / "data"
-    report = run_ingest(data / "raw", IngestConfig(), source=source, benchmark="SP500")
-    run_features_job(
-        spark,
-        data / "raw" / "prices.parquet",
-        data / "features",
-        benchmark="SP500",
-        input_manifest_sha256=report.manifest["prices_sha256"],
-    )
+    ingest_and_features(spark, data, source)
     return data
 
 

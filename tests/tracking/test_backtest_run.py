@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -31,26 +32,35 @@ def _serving_version_with_predictions(models_dir: Path) -> Path:
     return write_trailing_predictions(evaluation / "predictions.parquet")
 
 
+def _backtest_run(
+    server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, experiment: str, args: list[str]
+) -> Run:
+    """``quantserve backtest ARGS`` with the settings' folders in ``tmp_path``; its one run."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    monkeypatch.setenv("QUANTSERVE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("QUANTSERVE_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("QUANTSERVE_TRACKING__EXPERIMENT", experiment)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["backtest", "--strategies", STRATEGIES, *args])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    found = MlflowClient(server).get_experiment_by_name(experiment)
+    assert found is not None
+    (run,) = MlflowClient(server).search_runs([found.experiment_id])
+    return run
+
+
 def test_a_backtest_is_a_run_with_each_strategys_metrics_and_the_report(
     mlflow_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     predictions = _serving_version_with_predictions(tmp_path / "models")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
-    monkeypatch.setenv("QUANTSERVE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("QUANTSERVE_MODELS_DIR", str(tmp_path / "models"))
-    monkeypatch.setenv("QUANTSERVE_TRACKING__EXPERIMENT", "quantserve-backtests")
-    get_settings.cache_clear()
     output = tmp_path / "run"
-    args = ["backtest", "--strategies", STRATEGIES, "--start", "2018-01-02", "--end", "2019-06-28"]
-    args += ["--rebalance", "quarterly", "--cost-bps", "5", "--output", str(output)]
-    result = CliRunner().invoke(cli, args)
-    get_settings.cache_clear()
-    assert result.exit_code == 0, result.output
-
+    args = ["--start", "2018-01-02", "--end", "2019-06-28", "--rebalance", "quarterly"]
+    args += ["--cost-bps", "5", "--output", str(output)]
+    run = _backtest_run(mlflow_server, monkeypatch, tmp_path, "quantserve-backtests", args)
     client = MlflowClient(mlflow_server)
-    experiment = client.get_experiment_by_name("quantserve-backtests")
-    assert experiment is not None
-    (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FINISHED"
     assert run.data.tags["run_kind"] == "backtest"
     assert run.data.tags["prices_source"] == "embedded"
@@ -92,20 +102,8 @@ def test_predictions_copied_out_of_the_store_still_name_their_model(
     (copy / "predictions.parquet").write_bytes(served.read_bytes())
     context = {"model": "forecaster", "version": 7}
     (copy / "metrics.json").write_text(json.dumps({"context": context}))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
-    monkeypatch.setenv("QUANTSERVE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("QUANTSERVE_MODELS_DIR", str(tmp_path / "models"))
-    monkeypatch.setenv("QUANTSERVE_TRACKING__EXPERIMENT", "quantserve-backtest-copies")
-    get_settings.cache_clear()
-    args = ["backtest", "--strategies", STRATEGIES, "--start", "2018-01-02", "--end", "2018-12-31"]
+    args = ["--start", "2018-01-02", "--end", "2018-12-31"]
     args += ["--predictions", str(copy / "predictions.parquet"), "--output", str(tmp_path / "run")]
-    result = CliRunner().invoke(cli, args)
-    get_settings.cache_clear()
-    assert result.exit_code == 0, result.output
-
-    client = MlflowClient(mlflow_server)
-    experiment = client.get_experiment_by_name("quantserve-backtest-copies")
-    assert experiment is not None
-    (run,) = client.search_runs([experiment.experiment_id])
+    run = _backtest_run(mlflow_server, monkeypatch, tmp_path, "quantserve-backtest-copies", args)
     assert run.data.tags["model_name"] == "forecaster"
     assert run.data.tags["model_version"] == "7"
